@@ -1,0 +1,290 @@
+"""The HubSpot connector: incremental pulls, property bootstrap and batched writes.
+
+The only module (with its package) that imports hubspot-api-client. Records come out as flat dicts:
+`id`, every requested property, `_modified_at` (a tz-aware datetime) and `_deleted`; engagements
+also carry `contact_ids`.
+"""
+
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from hubspot import HubSpot
+from hubspot.crm.associations.v4 import (
+    BatchInputPublicFetchAssociationsBatchRequest,
+    PublicFetchAssociationsBatchRequest,
+)
+from hubspot.crm.objects import (
+    BatchInputSimplePublicObjectBatchInput,
+    Filter,
+    FilterGroup,
+    PublicObjectSearchRequest,
+    SimplePublicObjectBatchInput,
+)
+from hubspot.crm.properties import OptionInput, PropertyCreate, PropertyGroupCreate
+from urllib3.util.retry import Retry
+
+from connectors.hubspot import constants as c
+from connectors.ratelimit import CallCounter, SlidingWindowLimiter
+
+log = logging.getLogger(__name__)
+
+
+class HubSpotError(RuntimeError):
+    """A HubSpot call failed in a way retries cannot fix."""
+
+
+@dataclass(frozen=True)
+class WriteOutcome:
+    record_id: str
+    ok: bool
+    error: str | None = None
+
+
+def _status(exc: Exception) -> int | None:
+    # Each HubSpot API package has its own ApiException class (trip-wire 10): match by attribute.
+    return getattr(exc, "status", None)
+
+
+def _body(exc: Exception) -> str:
+    body = getattr(exc, "body", None)
+    if isinstance(body, bytes):
+        body = body.decode("utf-8", "replace")
+    return str(body or exc)
+
+
+class HubSpotConnector:
+    """Talks to one HubSpot portal (or the sandbox) through the official client."""
+
+    def __init__(self, access_token: str, base_url: str = c.DEFAULT_BASE_URL) -> None:
+        # urllib3 retries nothing on POST by default (trip-wire 11): search and batch are POSTs, so
+        # allow every method and let 429/5xx be retried with backoff, honouring Retry-After.
+        retry = Retry(
+            total=5,
+            status_forcelist=(429, 500, 502, 503, 504),
+            allowed_methods=None,
+            backoff_factor=0.5,
+            respect_retry_after_header=True,
+            raise_on_status=False,
+        )
+        self._client = HubSpot(access_token=access_token, host=base_url.rstrip("/"), retry=retry)
+        # Every `client.crm.objects.basic_api` access builds a new ApiClient and connection pool
+        # (trip-wire 16): build each API object once.
+        self._basic = self._client.crm.objects.basic_api
+        self._search = self._client.crm.objects.search_api
+        self._batch = self._client.crm.objects.batch_api
+        self._properties = self._client.crm.properties.core_api
+        self._groups = self._client.crm.properties.groups_api
+        self._assoc = self._client.crm.associations.v4.batch_api
+        self._burst = SlidingWindowLimiter(*c.BURST_LIMIT)
+        self._search_limit = SlidingWindowLimiter(*c.SEARCH_LIMIT)
+        self.calls = CallCounter()
+
+    def _call(self, family: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        (self._search_limit if family == "search" else self._burst).acquire()
+        self.calls.add(family)
+        return fn(*args, **kwargs)
+
+    # ---- pull ------------------------------------------------------------------------------
+
+    def pull(
+        self,
+        object_type: str,
+        properties: Sequence[str],
+        since: datetime | None,
+        *,
+        with_contacts: bool = False,
+    ) -> Iterator[list[dict[str, Any]]]:
+        """Yield pages of records changed since `since` (everything when None)."""
+        if since is None:
+            yield from self._list_all(object_type, properties, with_contacts)
+        else:
+            for page in self._search_since(object_type, properties, since):
+                if with_contacts and page:
+                    contacts = self._contacts_of(object_type, [r["id"] for r in page])
+                    for r in page:
+                        r["contact_ids"] = contacts.get(r["id"], [])
+                yield page
+
+    def _list_all(
+        self, object_type: str, properties: Sequence[str], with_contacts: bool
+    ) -> Iterator[list[dict[str, Any]]]:
+        after: str | None = None
+        while True:
+            kwargs: dict[str, Any] = {
+                "limit": c.LIST_PAGE_SIZE,
+                # a str would be split into characters (trip-wire 9)
+                "properties": list(properties),
+                "archived": False,
+            }
+            if with_contacts:
+                kwargs["associations"] = ["contacts"]
+            if after:
+                kwargs["after"] = after
+            page = self._call("list", self._basic.get_page, object_type, **kwargs)
+            records = []
+            for obj in page.results or []:
+                record = self._flatten(obj)
+                if with_contacts:
+                    assoc = (obj.associations or {}).get("contacts")
+                    ids = {a.id for a in (assoc.results if assoc else [])}
+                    record["contact_ids"] = sorted(ids, key=int)
+                records.append(record)
+            yield records
+            if page.paging is None or page.paging.next is None:
+                return
+            after = page.paging.next.after
+
+    def _search_since(
+        self, object_type: str, properties: Sequence[str], since: datetime
+    ) -> Iterator[list[dict[str, Any]]]:
+        prop = c.MODIFIED_PROPERTY.get(object_type, c.DEFAULT_MODIFIED_PROPERTY)
+        start = since - timedelta(seconds=c.SEARCH_OVERLAP_S)
+        seen: set[str] = set()
+        while True:
+            after = 0
+            window_max: datetime | None = None
+            restart = False
+            while True:
+                request = PublicObjectSearchRequest(
+                    filter_groups=[
+                        FilterGroup(
+                            filters=[
+                                Filter(
+                                    property_name=prop,
+                                    operator="GTE",
+                                    value=str(int(start.timestamp() * 1000)),
+                                )
+                            ]
+                        )
+                    ],
+                    sorts=[{"propertyName": prop, "direction": "ASCENDING"}],  # type: ignore[list-item]
+                    properties=list(properties),
+                    limit=c.SEARCH_PAGE_SIZE,
+                    after=str(after),
+                )
+                page = self._call("search", self._search.do_search, object_type, request)
+                records = []
+                for obj in page.results or []:
+                    record = self._flatten(obj)
+                    modified = record["_modified_at"]
+                    if window_max is None or modified > window_max:
+                        window_max = modified
+                    if record["id"] not in seen:
+                        seen.add(record["id"])
+                        records.append(record)
+                if records:
+                    yield records
+                if page.paging is None or page.paging.next is None:
+                    return
+                after = int(page.paging.next.after)
+                if after + c.SEARCH_PAGE_SIZE > c.SEARCH_RESULT_CAP:
+                    restart = True
+                    break
+            if restart:
+                # Past 10,000 results search refuses to page: open a new window at the newest
+                # timestamp seen. Records sharing that instant come again and are deduped by id.
+                if window_max is None or window_max <= start:
+                    raise HubSpotError(
+                        f"more than {c.SEARCH_RESULT_CAP} {object_type} share the modified time "
+                        f"{start.isoformat()}; cannot page past HubSpot's search cap"
+                    )
+                start = window_max
+
+    def _contacts_of(self, object_type: str, ids: Sequence[str]) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for i in range(0, len(ids), c.ASSOCIATION_BATCH_SIZE):
+            chunk = ids[i : i + c.ASSOCIATION_BATCH_SIZE]
+            body = BatchInputPublicFetchAssociationsBatchRequest(
+                inputs=[PublicFetchAssociationsBatchRequest(id=x) for x in chunk]
+            )
+            resp = self._call("associations", self._assoc.get_page, object_type, "contacts", body)
+            for result in resp.results or []:
+                out[str(result._from.id)] = sorted(
+                    (str(t.to_object_id) for t in result.to or []), key=int
+                )
+        return out
+
+    @staticmethod
+    def _flatten(obj: Any) -> dict[str, Any]:
+        record: dict[str, Any] = {"id": str(obj.id)}
+        record.update(obj.properties or {})
+        record["_modified_at"] = obj.updated_at
+        record["_deleted"] = bool(getattr(obj, "archived", False))
+        return record
+
+    # ---- properties ------------------------------------------------------------------------
+
+    def ensure_properties(
+        self, object_type: str, definitions: Sequence[Mapping[str, Any]]
+    ) -> list[str]:
+        """Create the missing custom properties (and their group); returns the names created."""
+        existing = self._call("properties", self._properties.get_all, object_type)
+        names = {p.name for p in existing.results or []}
+        missing = [d for d in definitions if d["name"] not in names]
+        if not missing:
+            return []
+        wanted_groups = {d.get("groupName") or c.PROPERTY_GROUP for d in missing}
+        groups = self._call("properties", self._groups.get_all, object_type)
+        for group in wanted_groups - {g.name for g in groups.results or []}:
+            self._call(
+                "properties",
+                self._groups.create,
+                object_type,
+                PropertyGroupCreate(name=group, label=group),
+            )
+        for d in missing:
+            options = [
+                OptionInput(label=o["label"], value=o["value"], display_order=i, hidden=False)
+                for i, o in enumerate(d.get("options") or [])
+            ]
+            spec = PropertyCreate(
+                name=d["name"],
+                label=d["label"],
+                type=d["type"],
+                field_type=d["fieldType"],
+                group_name=d.get("groupName") or c.PROPERTY_GROUP,
+                description=d.get("description"),
+                options=options or None,
+            )
+            self._call("properties", self._properties.create, object_type, spec)
+            log.info("created HubSpot %s property %s", object_type, d["name"])
+        return [d["name"] for d in missing]
+
+    # ---- write -----------------------------------------------------------------------------
+
+    def batch_update(
+        self, object_type: str, updates: Sequence[tuple[str, Mapping[str, str]]]
+    ) -> list[WriteOutcome]:
+        """Update records in batches of 100; one bad record never fails its neighbours."""
+        outcomes: list[WriteOutcome] = []
+        for i in range(0, len(updates), c.BATCH_SIZE):
+            outcomes.extend(self._update_chunk(object_type, updates[i : i + c.BATCH_SIZE]))
+        return outcomes
+
+    def _update_chunk(
+        self, object_type: str, chunk: Sequence[tuple[str, Mapping[str, str]]]
+    ) -> list[WriteOutcome]:
+        body = BatchInputSimplePublicObjectBatchInput(
+            inputs=[SimplePublicObjectBatchInput(id=rid, properties=dict(p)) for rid, p in chunk]
+        )
+        try:
+            resp = self._call("batch_update", self._batch.update, object_type, body)
+        except Exception as exc:  # each API package raises its own ApiException class
+            status = _status(exc)
+            if status is None or status >= 500 or status == 429:
+                raise
+            if len(chunk) == 1:
+                return [WriteOutcome(chunk[0][0], False, f"HTTP {status}: {_body(exc)}")]
+            # A validation error rejects the whole call: split it to isolate the bad record(s).
+            mid = len(chunk) // 2
+            return self._update_chunk(object_type, chunk[:mid]) + self._update_chunk(
+                object_type, chunk[mid:]
+            )
+        failed: dict[str, str] = {}
+        for err in getattr(resp, "errors", None) or []:
+            for rid in (err.context or {}).get("ids", []):
+                failed[str(rid)] = f"{err.category}: {err.message}"
+        return [WriteOutcome(rid, rid not in failed, failed.get(rid)) for rid, _ in chunk]

@@ -1,0 +1,28 @@
+"""HubSpot CRM v3 limits and names, in one place (see shared/reference/api_contract.md, Part A)."""
+
+DEFAULT_BASE_URL = "https://api.hubapi.com"
+
+LIST_PAGE_SIZE = 100  # GET /crm/v3/objects/{type}: 100 max (50 with propertiesWithHistory)
+SEARCH_PAGE_SIZE = 200  # POST .../search: 200 max per page
+SEARCH_RESULT_CAP = 10_000  # search answers 400 once after + limit passes 10,000: re-window first
+BATCH_SIZE = 100  # every object batch endpoint takes at most 100 inputs
+ASSOCIATION_BATCH_SIZE = 100  # v4 association batch read; HubSpot's documented cap is higher
+
+# Burst limit of a Professional private app is 190 requests per 10 s; search has its own bucket of
+# 5 requests per second per account. Stay a little under both so no 429 is ever provoked.
+BURST_LIMIT = (170, 10.0)
+SEARCH_LIMIT = (4, 1.0)
+
+# Search results lag writes by "a few moments": incremental windows start this far before the
+# stored cursor.
+SEARCH_OVERLAP_S = 120
+
+# Contacts call their modified-time property `lastmodifieddate`; every other object
+# `hs_lastmodifieddate` (trip-wire 14).
+MODIFIED_PROPERTY = {"contacts": "lastmodifieddate"}
+DEFAULT_MODIFIED_PROPERTY = "hs_lastmodifieddate"
+
+ENGAGEMENT_TYPES = ("emails", "calls", "meetings", "notes")
+
+# The property group leadsync's own properties go to when the definition names none.
+PROPERTY_GROUP = "leadsync"

@@ -1,0 +1,2299 @@
+"""Deterministic synthetic CRM data for the HubSpot and Salesforce sandboxes.
+
+`generate(size, seed)` invents `size` people, decides which CRM(s) know each of them and how, and
+renders their records in the load formats fixed by `docs/sandbox-data.md`. The point of the data is
+to be *hard* in the ways real Japanese/English B2B CRMs are hard: the same person looks different in
+each system (itaiji, designator position, full-width digits, +tags, nicknames, missing fields), and
+different people look alike (colleagues on one domain, namesakes, relatives at one firm, shared role
+mailboxes, holding/subsidiary pairs). `truth` records which records are the same person.
+
+Determinism: every random draw comes from one `random.Random(seed)` in a fixed order, nothing reads
+the clock or iterates a set/hash of strings, so `(size, seed, now)` gives byte-identical output.
+
+Scale: people are generated one at a time by `_Builder.add_person`, which only appends to the output
+lists and reads bounded shared state (the company universe, campaign catalogue, a small reservoir of
+recent people for hard negatives, id counters). A streaming variant can flush the lists every N
+people; the only records touched after emission are Accounts (Type becomes Customer on a won deal).
+"""
+
+import bisect
+import csv
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from itertools import combinations
+from pathlib import Path
+from typing import Any, Final, Generic, TypeVar
+
+from connectors.sandbox import generator_data as data
+
+Record = dict[str, Any]
+
+DEFAULT_NOW: Final[datetime] = datetime(2026, 11, 1, tzinfo=UTC)
+
+HUBSPOT_OBJECTS: Final[tuple[str, ...]] = (
+    # Load order matters for associations: companies before contacts before engagements.
+    "companies",
+    "contacts",
+    "emails",
+    "calls",
+    "meetings",
+    "notes",
+    "tasks",
+)
+SALESFORCE_OBJECTS: Final[tuple[str, ...]] = (
+    "User",
+    "Account",
+    "Campaign",
+    "Lead",
+    "Contact",
+    "Opportunity",
+    "OpportunityContactRole",
+    "CampaignMember",
+    "Task",
+    "Event",
+)
+PERSON_OBJECTS: Final[tuple[tuple[str, str], ...]] = (
+    ("hubspot", "contacts"),
+    ("salesforce", "Lead"),
+    ("salesforce", "Contact"),
+)
+
+SF_PREFIX: Final[dict[str, str]] = {
+    "Lead": "00Q",
+    "Contact": "003",
+    "Account": "001",
+    "Task": "00T",
+    "Event": "00U",
+    "Opportunity": "006",
+    "OpportunityContactRole": "00K",
+    "Campaign": "701",
+    "CampaignMember": "00v",
+    "User": "005",
+}
+
+LEADSYNC_FIELDS: Final[tuple[str, ...]] = (
+    "LeadSync_Unified_Id__c",
+    "LeadSync_Stage__c",
+    "LeadSync_Fit_Score__c",
+    "LeadSync_Engagement_Score__c",
+    "LeadSync_Score__c",
+    "LeadSync_Temperature__c",
+    "LeadSync_Next_Content__c",
+    "LeadSync_Next_Content_Subject__c",
+    "LeadSync_Synced_At__c",
+)
+
+# Person creation spans ~2.5 years (CRMs keep old records); activity lives in the last ~18 months.
+_CREATION_SPAN = timedelta(days=900)
+_ACTIVITY_SPAN = timedelta(days=548)
+_CAMPAIGN_SPAN_DAYS = 600
+# Accounts and HubSpot companies come from an older CRM/ERP import, so they predate every person.
+_IMPORT_START = timedelta(days=1500)
+_IMPORT_END = timedelta(days=1000)
+
+_B62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+_SF_SUFFIX = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
+_FULLWIDTH = str.maketrans("0123456789-()", "０１２３４５６７８９－（）")
+_FULLWIDTH_ASCII = {c: chr(ord(c) + 0xFEE0) for c in map(chr, range(0x21, 0x7F))}
+_FULLWIDTH_ASCII[" "] = "\u3000"
+_FULLWIDTH_ALL = str.maketrans(_FULLWIDTH_ASCII)
+_COUNTRY_CODE: Final[dict[str, str]] = {
+    "JP": "81",
+    "US": "1",
+    "UK": "44",
+    "DE": "49",
+    "AU": "61",
+    "SG": "65",
+}
+
+T = TypeVar("T")
+
+
+# ==================================================================================================
+# Public surface
+# ==================================================================================================
+@dataclass(frozen=True, slots=True)
+class TruthRow:
+    """One CRM person record and the synthetic person it belongs to."""
+
+    system: str  # "hubspot" | "salesforce"
+    object: str  # "contacts" | "Lead" | "Contact"
+    record_id: str
+    person_id: str
+
+    @property
+    def key(self) -> str:
+        """Record key as the worker spells it, e.g. "hubspot:contacts:1001"."""
+        return f"{self.system}:{self.object}:{self.record_id}"
+
+
+@dataclass(frozen=True)
+class SandboxDataset:
+    """Records to load into the two emulators plus the ground truth of who is who."""
+
+    hubspot: dict[str, list[Record]]
+    salesforce: dict[str, list[Record]]
+    truth: list[TruthRow]
+
+    def write_truth(self, path: Path) -> None:
+        """Write the truth as CSV (system,object,record_id,person_id), UTF-8, LF line ends."""
+        with Path(path).open("w", encoding="utf-8", newline="") as fh:
+            writer = csv.writer(fh, lineterminator="\n")
+            writer.writerow(("system", "object", "record_id", "person_id"))
+            for row in self.truth:
+                writer.writerow((row.system, row.object, row.record_id, row.person_id))
+
+    def summary(self) -> dict[str, int]:
+        """Counts for logs and benchmarks: people, records per object, overlap, duplicates."""
+        systems: dict[str, set[str]] = {}
+        per_system: dict[tuple[str, str], int] = {}
+        for row in self.truth:
+            systems.setdefault(row.person_id, set()).add(row.system)
+            per_system[(row.person_id, row.system)] = (
+                per_system.get((row.person_id, row.system), 0) + 1
+            )
+        out: dict[str, int] = {
+            "people": len(systems),
+            "hubspot_only_people": sum(1 for s in systems.values() if s == {"hubspot"}),
+            "salesforce_only_people": sum(1 for s in systems.values() if s == {"salesforce"}),
+            "cross_system_people": sum(1 for s in systems.values() if len(s) == 2),
+            # Pairs of records of one person inside one CRM (what a within-system dedupe must find).
+            "duplicate_pairs": sum(n * (n - 1) // 2 for n in per_system.values()),
+            "truth_rows": len(self.truth),
+            "truth_pairs": len(truth_pairs(self)),
+        }
+        for name, records in self.hubspot.items():
+            out[f"hubspot.{name}"] = len(records)
+        for name, records in self.salesforce.items():
+            out[f"salesforce.{name}"] = len(records)
+        return out
+
+
+def truth_pairs(dataset: SandboxDataset) -> set[frozenset[str]]:
+    """All unordered pairs of person records that are the same person, keyed like
+    "hubspot:contacts:1001" / "salesforce:Lead:00Q...", for pairwise precision/recall."""
+    groups: dict[str, list[str]] = {}
+    for row in dataset.truth:
+        groups.setdefault(row.person_id, []).append(row.key)
+    pairs: set[frozenset[str]] = set()
+    for keys in groups.values():
+        for a, b in combinations(keys, 2):
+            pairs.add(frozenset((a, b)))
+    return pairs
+
+
+def generate(size: int, seed: int, *, now: datetime | None = None) -> SandboxDataset:
+    """Generate `size` distinct people and their HubSpot/Salesforce records, deterministically."""
+    if size < 0:
+        raise ValueError(f"size must be >= 0, got {size}")
+    if now is None:
+        now = DEFAULT_NOW
+    elif now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    builder = _Builder(size, seed, now.astimezone(UTC).replace(microsecond=0))
+    for index in range(size):
+        builder.add_person(index)
+    return SandboxDataset(hubspot=builder.hs, salesforce=builder.sf, truth=builder.truth)
+
+
+# ==================================================================================================
+# Internals
+# ==================================================================================================
+def _cum(weights: Sequence[float]) -> list[float]:
+    total = 0.0
+    out: list[float] = []
+    for w in weights:
+        total += w
+        out.append(total)
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class _Weighted(Generic[T]):
+    items: tuple[T, ...]
+    cum: tuple[float, ...]
+
+    @classmethod
+    def of(cls, pairs: Sequence[tuple[T, float]]) -> "_Weighted[T]":
+        return cls(tuple(p[0] for p in pairs), tuple(_cum([p[1] for p in pairs])))
+
+    def pick(self, r: random.Random) -> T:
+        # Same idea as random.choices(cum_weights=...) without its per-call overhead.
+        return self.items[bisect.bisect(self.cum, r.random() * self.cum[-1])]
+
+
+def _case_flags(chars: str) -> int:
+    flags = 0
+    for bit, c in enumerate(chars):
+        if "A" <= c <= "Z":
+            flags |= 1 << bit
+    return flags
+
+
+def _sf_id(prefix: str, n: int) -> str:
+    """18-character Salesforce id: key prefix, pod, base62 counter and the real case-checksum.
+
+    The checksum sets bit i of chunk k when character 5k+i of the 15-char id is upper case."""
+    body = ""
+    for _ in range(6):
+        n, rem = divmod(n, 62)
+        body = _B62[rem] + body
+    head = f"{prefix}8d"  # chunk 1; chunk 2 is "0000" + body[0]; chunk 3 is body[1:]
+    return (
+        f"{head}0000{body}{_SF_SUFFIX[_case_flags(head)]}"
+        f"{_SF_SUFFIX[16 if 'A' <= body[0] <= 'Z' else 0]}{_SF_SUFFIX[_case_flags(body[1:])]}"
+    )
+
+
+def _iso(dt: datetime) -> str:
+    """HubSpot datetime property value (ISO 8601, UTC, milliseconds)."""
+    return dt.isoformat()[:19] + ".000Z"  # values are whole seconds in UTC
+
+
+def _band(employees: int) -> str:
+    for limit, label in (
+        (5, "1-5"),
+        (25, "5-25"),
+        (50, "25-50"),
+        (100, "50-100"),
+        (500, "100-500"),
+        (1000, "500-1000"),
+    ):
+        if employees <= limit:
+            return label
+    return "1000+"
+
+
+def _ascii_local(s: str) -> str:
+    for k, v in data.UMLAUT_FOLD.items():
+        s = s.replace(k, v)
+    return "".join(c for c in s.lower() if c.isascii() and c.isalnum())
+
+
+@dataclass(slots=True)
+class _Company:
+    idx: int
+    market: str
+    kind: str  # business | university | competitor
+    stem: str  # name without legal form (JP: kanji)
+    stem_variant: str | None  # itaiji spelling of the stem seen on some records
+    legal: str  # JP long form or EN canonical legal suffix ("" for universities)
+    legal_abbrevs: tuple[str, ...]
+    legal_en: str  # JP: the English rendering of the legal form ("Co., Ltd.")
+    pre: bool  # JP 前株: designator before the name
+    romaji: str
+    name: str
+    domain: str
+    industry: str
+    employees: int
+    city: tuple[str, str, str, str, int, tuple[str, ...]]
+    street: str
+    zip: str
+    phone: tuple[str, ...]
+    email_pattern: int
+    role_mailbox: str
+    created: datetime
+    hs_id: str | None = None
+    sf_id: str | None = None
+    sf_record: Record | None = None
+    sf_contacts: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Touch:
+    kind: str  # newsletter | newsletter_signup | whitepaper | case_study | webinar | seminar |
+    #            tradeshow | hand_raise | list_import | business_card
+    at: datetime
+    campaign_id: str | None = None
+    status: str | None = None
+    conversion: str | None = None
+
+
+@dataclass(slots=True)
+class _Act:
+    kind: str  # email_out | email_in | call | meeting | note | task
+    at: datetime
+    title: str
+    detail: str = ""
+    route: str = "hs"  # which CRM(s) the rep logged it in: hs | sf | both
+
+
+@dataclass(slots=True)
+class _Person:
+    pid: str
+    market: str
+    lang: str
+    tz: int
+    family: str
+    given: str
+    family_variant: str | None
+    given_variant: str | None
+    family_romaji: str
+    given_romaji: str
+    company: _Company
+    title: str | None
+    seniority: int
+    email: str | None
+    email_kind: str  # work | free | role
+    phone: tuple[str, ...] | None
+    mobile: tuple[str, ...] | None
+    persona: str  # normal | student | competitor
+    tier: str = "cold"
+    hand_raiser: bool = False
+    worked: bool = False  # a rep has emailed/called them
+    stage: str = "lead"
+    created: datetime = DEFAULT_NOW
+    personal_email: str | None = None
+    owner: int = 0
+    opted_out: datetime | None = None
+    bounced: datetime | None = None
+    consent_scope: str = "both"  # which CRM(s) learnt about an opt-out/bounce: hs | sf | both
+    touches: list[_Touch] = field(default_factory=list)
+
+
+class _Builder:
+    """Holds the shared universe (users, companies, campaigns, counters) and appends per person."""
+
+    def __init__(self, size: int, seed: int, now: datetime) -> None:
+        self.r = random.Random(seed)
+        self.now = now
+        self.hs: dict[str, list[Record]] = {name: [] for name in HUBSPOT_OBJECTS}
+        self.sf: dict[str, list[Record]] = {name: [] for name in SALESFORCE_OBJECTS}
+        self.truth: list[TruthRow] = []
+        self._hs_next = {"contacts": 1001, "companies": 5001, "engagements": 90001}
+        self._sf_next: dict[str, int] = {name: 3_900_000 for name in SF_PREFIX}
+        self._hs_emails: set[str] = set()
+        self._domain_locals: dict[str, set[str]] = {}
+        self._free_addresses: set[str] = set()
+        self._domains: set[str] = set()
+        self._recent: dict[str, list[_Person]] = {m: [] for m, _ in data.MARKETS}
+        self._role_companies: dict[str, list[_Company]] = {m: [] for m, _ in data.MARKETS}
+        self._markets = _Weighted.of(data.MARKETS)
+        self._names = self._name_tables()
+        self._build_users(size)
+        self._build_campaigns()
+        self._build_companies(size)
+
+    # ---------------------------------------------------------------------------------- ids/time
+    def _hs_id(self, kind: str) -> str:
+        n = self._hs_next[kind]
+        self._hs_next[kind] = n + 1
+        return str(n)
+
+    def _new_sf_id(self, obj: str) -> str:
+        n = self._sf_next[obj]
+        self._sf_next[obj] = n + 1
+        return _sf_id(SF_PREFIX[obj], n)
+
+    def _between(self, lo: datetime, hi: datetime) -> datetime:
+        if hi <= lo:
+            return lo
+        return lo + timedelta(seconds=int(self.r.random() * (hi - lo).total_seconds()))
+
+    def _work_time(self, lo: datetime, hi: datetime, tz: int) -> datetime:
+        """A time in [lo, hi] on a weekday during the person's local office hours, when it fits."""
+        t = self._between(lo, hi)
+        local = t + timedelta(hours=tz)
+        days = 7 - local.weekday() if local.weekday() >= 5 else 0
+        # 09:00-19:00 local, one draw for the whole time of day.
+        seconds = (
+            32400
+            + int(self.r.random() * 36000)
+            - (local.hour * 3600 + local.minute * 60 + local.second)
+        )
+        moved = t + timedelta(days=days, seconds=seconds)
+        return moved if lo <= moved <= hi else t
+
+    def _after(self, t: datetime, max_hours: float) -> datetime:
+        """A moment shortly after t, never after now."""
+        return min(self.now, t + timedelta(seconds=int(self.r.random() * max_hours * 3600)))
+
+    @staticmethod
+    def _sf_times(rec: Record, created: datetime, modified: datetime) -> None:
+        rec["CreatedDate"] = created
+        rec["LastModifiedDate"] = modified
+        rec["SystemModstamp"] = modified
+        rec["IsDeleted"] = False
+
+    # ---------------------------------------------------------------------------------- universe
+    def _name_tables(self) -> dict[str, _Weighted[Any]]:
+        t: dict[str, _Weighted[Any]] = {
+            "jp_family": _Weighted.of([((k, ro), w) for k, ro, w in data.JP_FAMILY_NAMES]),
+            "jp_given": _Weighted.of([((k, ro), w) for k, ro, _, w in data.JP_GIVEN_NAMES]),
+            "en_last": _Weighted.of(data.EN_LAST_NAMES),
+            "en_first": _Weighted.of(data.EN_FIRST_NAMES),
+            "de_last": _Weighted.of(data.DE_LAST_NAMES),
+            "de_first": _Weighted.of(data.DE_FIRST_NAMES),
+            "sg_last": _Weighted.of(data.SG_LAST_NAMES),
+            "sg_first": _Weighted.of(data.SG_FIRST_NAMES),
+            "jp_title": _Weighted.of([((n, s), w) for n, s, w in data.JP_TITLES]),
+            "en_title": _Weighted.of([((n, s), w) for n, s, w in data.EN_TITLES]),
+            "de_title": _Weighted.of([((n, s), w) for n, s, w in data.DE_TITLES]),
+            "jp_legal": _Weighted.of([(f, f[3]) for f in data.JP_LEGAL_FORMS]),
+        }
+        for market, forms in data.EN_LEGAL_FORMS.items():
+            t[f"legal_{market}"] = _Weighted.of([(f, f[2]) for f in forms])
+        for market, values in data.COUNTRY_VALUES.items():
+            t[f"country_{market}"] = _Weighted.of(values)
+        for market, doms in data.FREE_MAIL.items():
+            t[f"free_{market}"] = _Weighted.of(doms)
+        return t
+
+    def _build_users(self, size: int) -> None:
+        """Sales reps: half work the Japanese book, half the English one."""
+        r = self.r
+        n = max(4, min(40, size // 250))
+        self.users: list[tuple[str, str, str]] = []  # (sf id, hubspot owner id, lang)
+        for i in range(n):
+            lang = "ja" if i % 2 == 0 else "en"
+            if lang == "ja":
+                (fam, fam_r), (giv, giv_r) = (
+                    self._names["jp_family"].pick(r),
+                    self._names["jp_given"].pick(r),
+                )
+                first, last, local = giv, fam, f"{giv_r}.{fam_r}"
+            else:
+                first, last = self._names["en_first"].pick(r), self._names["en_last"].pick(r)
+                local = f"{_ascii_local(first)}.{_ascii_local(last)}"
+            uid = self._new_sf_id("User")
+            created = self.now - _IMPORT_START - timedelta(days=r.randint(0, 300))
+            rec: Record = {
+                "Id": uid,
+                "Username": f"{local}{i}@sandbox-seller.example",
+                "FirstName": first,
+                "LastName": last,
+                "Name": f"{last} {first}" if lang == "ja" else f"{first} {last}",
+                "Email": f"{local}@sandbox-seller.example",
+                "Alias": local[:8],
+                "IsActive": r.random() > 0.08,
+                "UserType": "Standard",
+                "TimeZoneSidKey": "Asia/Tokyo" if lang == "ja" else "America/Los_Angeles",
+                "LanguageLocaleKey": "ja" if lang == "ja" else "en_US",
+            }
+            self._sf_times(rec, created, self._between(created, self.now))
+            self.sf["User"].append(rec)
+            self.users.append((uid, str(70001 + i), lang))
+        self._users_by_lang = {
+            lang: [i for i, u in enumerate(self.users) if u[2] == lang] for lang in ("ja", "en")
+        }
+
+    def _build_campaigns(self) -> None:
+        """A realistic marketing calendar per language over the last ~20 months."""
+        self.campaigns: dict[tuple[str, str], list[tuple[datetime, str]]] = {}
+        start = self.now - timedelta(days=_CAMPAIGN_SPAN_DAYS)
+        for lang in ("en", "ja"):
+            owner = self.users[self._users_by_lang[lang][0]][0]
+            ja = lang == "ja"
+            for month in range(_CAMPAIGN_SPAN_DAYS // 30 + 1):  # monthly newsletter
+                year, mon = divmod(start.month - 1 + month, 12)
+                d = start.replace(
+                    year=start.year + year,
+                    month=mon + 1,
+                    day=10,
+                    hour=1 if ja else 15,
+                    minute=0,
+                    second=0,
+                )
+                if d > self.now:
+                    break
+                name = f"メルマガ {d.year}年{d.month}月号" if ja else f"Newsletter {d:%Y-%m}"
+                self._campaign(lang, "newsletter", "Email", name, d, d, owner)
+            topics = data.WEBINAR_TOPICS[lang]
+            for i, off in enumerate(range(10, _CAMPAIGN_SPAN_DAYS + 30, 21)):
+                d = (start + timedelta(days=off)).replace(hour=5 if ja else 17, minute=0)
+                topic = topics[i % len(topics)]
+                name = (
+                    f"ウェビナー：{topic}（{d.year}年{d.month}月）" if ja else f"Webinar: {topic}"
+                )
+                self._campaign(lang, "webinar", "Webinar", name, d, d, owner)
+            for i, off in enumerate(range(25, _CAMPAIGN_SPAN_DAYS, 60)):
+                d = (start + timedelta(days=off)).replace(hour=6 if ja else 14, minute=0)
+                base = data.SEMINAR_NAMES[lang][i % len(data.SEMINAR_NAMES[lang])]
+                self._campaign(lang, "seminar", "Seminar", f"{base} {d:%Y-%m}", d, d, owner)
+            for i, off in enumerate(range(40, _CAMPAIGN_SPAN_DAYS, 120)):
+                d = (start + timedelta(days=off)).replace(hour=2 if ja else 16, minute=0)
+                show = data.TRADE_SHOWS[lang][i % len(data.TRADE_SHOWS[lang])]
+                season = (
+                    ("春" if d.month < 7 else "秋") if ja else ("Spring" if d.month < 7 else "Fall")
+                )
+                end = d + timedelta(days=2)
+                self._campaign(
+                    lang, "tradeshow", "Conference", f"{show} {d.year} {season}", d, end, owner
+                )
+            for i, (kind, title) in enumerate(data.CONTENT[lang]):
+                d = start - timedelta(days=120) + timedelta(days=95 * i)
+                prefix = "コンテンツ：" if ja else "Content: "
+                self._campaign(lang, kind, "Other", prefix + title, d, None, owner)
+            forms = data.CONVERSION_NAMES[lang]
+            for key in ("contact", "demo", "quote", "newsletter_signup"):
+                d = start - timedelta(days=200)
+                kind = "newsletter_signup" if key == "newsletter_signup" else f"form_{key}"
+                self._campaign(lang, kind, "Other", f"Web - {forms[key]}", d, None, owner)
+
+    def _campaign(
+        self,
+        lang: str,
+        kind: str,
+        ctype: str,
+        name: str,
+        start: datetime,
+        end: datetime | None,
+        owner: str,
+    ) -> None:
+        cid = self._new_sf_id("Campaign")
+        created = min(self.now, start - timedelta(days=21))
+        finished = end is not None and end < self.now
+        rec: Record = {
+            "Id": cid,
+            "Name": name,
+            "Type": ctype,
+            "Status": "Completed"
+            if finished
+            else ("In Progress" if start <= self.now else "Planned"),
+            "StartDate": start.date(),
+            "EndDate": end.date() if end else None,
+            "IsActive": not finished,
+            "OwnerId": owner,
+        }
+        modified = min(self.now, (end or start) + timedelta(days=3))
+        self._sf_times(rec, created, max(created, modified))
+        self.sf["Campaign"].append(rec)
+        self.campaigns.setdefault((lang, kind), []).append((start, cid))
+
+    def _campaign_before(self, lang: str, kind: str, t: datetime) -> tuple[datetime, str] | None:
+        """The latest campaign of a kind that started at or before t (content stays available)."""
+        seq = self.campaigns.get((lang, kind))
+        if not seq:
+            return None
+        i = bisect.bisect_right(seq, (t, "\uffff")) - 1
+        if i < 0:
+            return None
+        if kind in ("whitepaper", "case_study"):
+            return seq[self.r.randint(0, i)]
+        return seq[i]
+
+    def _build_companies(self, size: int) -> None:
+        r = self.r
+        self.companies: dict[str, list[_Company]] = {}
+        self._company_pick: dict[str, _Weighted[_Company]] = {}
+        self._special: dict[tuple[str, str], list[_Company]] = {}
+        self._company_names: set[str] = set()
+        idx = 0
+        for market, share in data.MARKETS:
+            n = max(3, int(size * share / 5))
+            pool: list[_Company] = []
+            while len(pool) < n:
+                co = self._new_company(idx, market)
+                idx += 1
+                pool.append(co)
+                # Holding/subsidiary pairs: different companies sharing a brand, often a domain too.
+                if r.random() < 0.06:
+                    pool.append(self._sibling(idx, co))
+                    idx += 1
+            self.companies[market] = pool
+            # Bigger firms produce more leads, sub-linearly (one buying centre, not all staff).
+            self._company_pick[market] = _Weighted.of([(c, c.employees**0.45) for c in pool])
+            for kind, table in (
+                ("university", data.UNIVERSITIES),
+                ("competitor", data.COMPETITORS),
+            ):
+                specials: list[_Company] = []
+                for name, domain in table[market]:
+                    specials.append(self._fixed_company(idx, market, kind, name, domain))
+                    idx += 1
+                self._special[(market, kind)] = specials
+
+    def _place(
+        self, market: str
+    ) -> tuple[tuple[str, str, str, str, int, tuple[str, ...]], str, str]:
+        r = self.r
+        city = r.choice(data.CITIES[market])
+        street_name = r.choice(city[5])
+        n1, n2, n3 = r.randint(1, 9), r.randint(1, 30), r.randint(1, 20)
+        if market == "JP":
+            street = f"{street_name}{n1}-{n2}-{n3}"
+            if r.random() < 0.5:
+                street += (
+                    f" {r.choice(('第一', '中央', 'スカイ', 'ガーデン'))}ビル{r.randint(2, 30)}F"
+                )
+            zipc = f"{city[2]}-{r.randrange(10000):04d}"
+        elif market == "US":
+            street = f"{r.randint(1, 2999)} {street_name}"
+            if r.random() < 0.5:
+                street += f", Suite {r.randint(1, 30) * 100}"
+            zipc = f"{city[2]}{r.randrange(100):02d}"
+        elif market == "UK":
+            street = f"{n2} {street_name}"
+            zipc = (
+                f"{city[2]} {n1}{r.choice('ABDEFGHJLNPQRSTUWXYZ')}{r.choice('ABDEFGHJLNPQRSTUWXY')}"
+            )
+        elif market == "DE":
+            street = f"{street_name} {n2}"
+            zipc = f"{city[2]}{r.randrange(100):02d}"
+        elif market == "AU":
+            street = f"Level {n3}, {n2 * 7} {street_name}"
+            zipc = f"{city[2]}{r.randrange(10)}"
+        else:
+            street = f"{n2 * 3} {street_name}, #{n3:02d}-{n2:02d}"
+            zipc = f"{city[2]}{r.randrange(10000):04d}"
+        return city, street, zipc
+
+    def _landline(self, market: str, area: str) -> tuple[str, ...]:
+        r = self.r
+        if market == "JP":
+            rest = 8 - len(area)  # 10 national digits: 0 + area + subscriber number
+            mid = 4 if len(area) == 1 else 3
+            return (
+                f"0{area}",
+                f"{r.randrange(10**mid):0{mid}d}",
+                f"{r.randrange(10 ** (rest + 1 - mid)):0{rest + 1 - mid}d}",
+            )
+        if market == "US":
+            return (area, f"{r.randint(200, 999)}", f"{r.randrange(10000):04d}")
+        if market == "UK":
+            if len(area) == 2:
+                return (f"0{area}", f"{r.randint(3000, 8999)}", f"{r.randrange(10000):04d}")
+            return (f"0{area}", f"{r.randint(200, 999)}", f"{r.randrange(10000):04d}")
+        if market == "DE":
+            return (f"0{area}", f"{r.randrange(10**7, 10**8)}")
+        if market == "AU":
+            return (f"0{area}", f"{r.randint(8000, 9999)}", f"{r.randrange(10000):04d}")
+        return (f"6{r.randrange(1000):03d}", f"{r.randrange(10000):04d}")
+
+    def _mobile(self, market: str) -> tuple[str, ...]:
+        r = self.r
+        if market == "JP":
+            return (
+                r.choice(("090", "080", "070")),
+                f"{r.randrange(10000):04d}",
+                f"{r.randrange(10000):04d}",
+            )
+        if market == "US":
+            return (
+                r.choice(("415", "646", "512", "312", "617", "206")),
+                f"{r.randint(200, 999)}",
+                f"{r.randrange(10000):04d}",
+            )
+        if market == "UK":
+            return (f"07{r.randint(400, 999)}", f"{r.randrange(10**6):06d}")
+        if market == "DE":
+            return (r.choice(("0151", "0160", "0170", "0176")), f"{r.randrange(10**7, 10**8)}")
+        if market == "AU":
+            return (
+                f"04{r.randrange(100):02d}",
+                f"{r.randrange(1000):03d}",
+                f"{r.randrange(1000):03d}",
+            )
+        return (f"{r.choice('89')}{r.randrange(1000):03d}", f"{r.randrange(10000):04d}")
+
+    def _unique_domain(self, label: str, tld: str) -> str:
+        domain = f"{label}{tld}"
+        n = 2
+        while domain in self._domains:
+            domain = f"{label}{n}{tld}"
+            n += 1
+        self._domains.add(domain)
+        return domain
+
+    def _new_company(self, idx: int, market: str) -> _Company:
+        r = self.r
+        city, street, zipc = self._place(market)
+        if market == "JP":
+            (stem_k, stem_r), (suf_k, suf_r), (tail_k, tail_r), industry = self._jp_stem()
+            stem = stem_k + suf_k + tail_k
+            legal, abbrevs, legal_en, _ = self._names["jp_legal"].pick(r)
+            pre = r.random() < (
+                0.8 if legal == "有限会社" else 1.0 if legal == "一般社団法人" else 0.5
+            )
+            variant = None
+            if stem_k in data.JP_STEM_ITAIJI:
+                variant = data.JP_STEM_ITAIJI[stem_k] + suf_k + tail_k
+            romaji = " ".join(w.title() for w in (stem_r, suf_r, tail_r) if w)
+            label = "-".join(w for w in (stem_r, suf_r, tail_r) if w)
+            if r.random() < 0.4:
+                label = label.replace("-", "")
+            tld = (
+                ".or.jp"
+                if legal == "一般社団法人"
+                else r.choice((".co.jp",) * 7 + (".jp", ".jp", ".com"))
+            )
+            name = f"{legal}{stem}" if pre else f"{stem}{legal}"
+            pattern = r.choice((0, 1, 1, 2, 3, 4, 5, 6, 8))
+            role = r.choice(data.ROLE_MAILBOXES["JP"])
+        else:
+            stem, industry = self._en_stem()
+            legal, abbrevs, _ = self._names[f"legal_{market}"].pick(r)
+            legal_en, pre, variant = legal, False, None
+            romaji = stem
+            label = stem.lower().replace(" ", "" if r.random() < 0.7 else "-")
+            if r.random() < 0.25:
+                label = stem.split(" ")[0].lower() + stem.split(" ")[-1][:4].lower()
+            tld = r.choice(data.EN_TLDS[market])
+            name = f"{stem} {legal}"
+            pattern = r.choice((0, 0, 0, 0, 3, 3, 7, 8, 9))
+            role = r.choice(data.ROLE_MAILBOXES[market])
+        self._company_names.add(stem)
+        employees = int(10 ** r.uniform(0.5, 4.7))
+        phone: tuple[str, ...] = self._landline(market, city[3])
+        if market == "JP" and r.random() < 0.05:  # toll-free switchboards: shared by everyone
+            phone = ("0120", f"{r.randrange(1000):03d}", f"{r.randrange(1000):03d}")
+        return _Company(
+            idx=idx,
+            market=market,
+            kind="business",
+            stem=stem,
+            stem_variant=variant,
+            legal=legal,
+            legal_abbrevs=abbrevs,
+            legal_en=legal_en,
+            pre=pre,
+            romaji=romaji,
+            name=name,
+            domain=self._unique_domain(label, tld),
+            industry=industry,
+            employees=employees,
+            city=city,
+            street=street,
+            zip=zipc,
+            phone=phone,
+            email_pattern=pattern,
+            role_mailbox=role,
+            created=self._import_time(),
+        )
+
+    def _jp_stem(self) -> tuple[tuple[str, str], tuple[str, str], tuple[str, str], str]:
+        """(stem, business word, tail) as (kanji, romaji) pairs plus the industry key."""
+        r = self.r
+        attempts = 0
+        while True:  # prefer unique names; real markets do have some same-name firms
+            stem = r.choice(data.JP_COMPANY_STEMS)
+            suf_k, suf_r, industry = r.choice(data.JP_COMPANY_SUFFIXES)
+            # Sales/service arms of makers and IT firms (東洋精機販売, 大和システムズサービス).
+            tails = _JP_TAILS.get(industry, ())
+            tail = r.choice(tails) if tails and r.random() < 0.35 else ("", "")
+            attempts += 1
+            if attempts >= 6 or stem[0] + suf_k + tail[0] not in self._company_names:
+                return stem, (suf_k, suf_r), tail, industry
+
+    def _en_stem(self) -> tuple[str, str]:
+        r = self.r
+        attempts = 0
+        while True:
+            word, industry = r.choice(data.EN_COMPANY_WORDS)
+            qual = r.choice(_EN_QUALIFIERS)
+            stem = " ".join(w for w in (r.choice(data.EN_COMPANY_STEMS), qual, word) if w)
+            attempts += 1
+            if attempts >= 6 or stem not in self._company_names:
+                return stem, industry
+
+    def _sibling(self, idx: int, co: _Company) -> _Company:
+        """A holding/group company next to an operating company: a different legal entity."""
+        r = self.r
+        if co.market == "JP":
+            word_k, word_r = r.choice((("ホールディングス", "hd"), ("グループ", "group")))
+            stem = co.stem + word_k
+            name = f"{co.legal}{stem}" if co.pre else f"{stem}{co.legal}"
+            romaji = f"{co.romaji} {'Holdings' if word_r == 'hd' else 'Group'}"
+            label = co.domain.split(".")[0] + f"-{word_r}"
+            tld = "." + co.domain.split(".", 1)[1]
+        else:
+            word = r.choice(("Holdings", "Group"))
+            stem = f"{co.stem} {word}"
+            name = f"{stem} {co.legal}"
+            romaji = stem
+            label = co.domain.split(".")[0] + word.lower()
+            tld = "." + co.domain.split(".", 1)[1]
+        # Half the pairs share the parent's domain: the classic false merge on email domain.
+        domain = co.domain if r.random() < 0.5 else self._unique_domain(label, tld)
+        self._company_names.add(stem)
+        return _Company(
+            idx=idx,
+            market=co.market,
+            kind="business",
+            stem=stem,
+            stem_variant=None,
+            legal=co.legal,
+            legal_abbrevs=co.legal_abbrevs,
+            legal_en=co.legal_en,
+            pre=co.pre,
+            romaji=romaji,
+            name=name,
+            domain=domain,
+            industry="finance" if r.random() < 0.5 else co.industry,
+            employees=max(5, co.employees // r.randint(5, 50)),
+            city=co.city,
+            street=co.street,
+            zip=co.zip,
+            phone=co.phone if r.random() < 0.5 else self._landline(co.market, co.city[3]),
+            email_pattern=co.email_pattern,
+            role_mailbox=co.role_mailbox,
+            created=self._import_time(),
+        )
+
+    def _fixed_company(self, idx: int, market: str, kind: str, name: str, domain: str) -> _Company:
+        r = self.r
+        city, street, zipc = self._place(market)
+        legal = ""
+        stem = name
+        abbrevs: tuple[str, ...] = ()
+        pre = False
+        for form, forms_abbrevs, _, _ in data.JP_LEGAL_FORMS:
+            if form in name:
+                legal, stem, abbrevs, pre = (
+                    form,
+                    name.replace(form, ""),
+                    forms_abbrevs,
+                    name.startswith(form),
+                )
+        self._domains.add(domain)
+        return _Company(
+            idx=idx,
+            market=market,
+            kind=kind,
+            stem=stem,
+            stem_variant=None,
+            legal=legal,
+            legal_abbrevs=abbrevs,
+            legal_en="Co., Ltd." if legal else "",
+            pre=pre,
+            romaji=stem,
+            name=name,
+            domain=domain,
+            industry="education" if kind == "university" else "software",
+            employees=r.randint(800, 5000) if kind == "university" else r.randint(40, 900),
+            city=city,
+            street=street,
+            zip=zipc,
+            phone=self._landline(market, city[3]),
+            email_pattern=0 if market != "JP" else 3,
+            role_mailbox="info",
+            created=self._import_time(),
+        )
+
+    def _import_time(self) -> datetime:
+        return self._between(self.now - _IMPORT_START, self.now - _IMPORT_END)
+
+    # ---------------------------------------------------------------------------------- people
+    def add_person(self, index: int) -> None:
+        """Invent person `index` and append every record that mentions them."""
+        p = self._make_person(index)
+        self._plan_journey(p)
+        self._emit(p)
+        recent = self._recent[p.market]
+        recent.append(p)
+        if len(recent) > 300:
+            del recent[:100]
+
+    def _make_person(self, index: int) -> _Person:
+        r = self.r
+        market = self._markets.pick(r)
+        lang = "ja" if market == "JP" else "en"
+        u = r.random()
+        persona = "student" if u < 0.03 else "competitor" if u < 0.045 else "normal"
+        recent = self._recent[market]
+        rel = r.random()
+        template: _Person | None = r.choice(recent) if recent and rel < 0.05 else None
+        if persona == "student":
+            company = r.choice(self._special[(market, "university")])
+        elif persona == "competitor":
+            company = r.choice(self._special[(market, "competitor")])
+        elif template is not None and rel < 0.02 and template.company.kind == "business":
+            company = template.company  # relatives/father-son: same family name, same firm
+        else:
+            company = self._company_pick[market].pick(r)
+        family, family_r, given, given_r = self._draw_name(market)
+        if template is not None:
+            if rel < 0.02:
+                family, family_r = template.family, template.family_romaji
+                while given == template.given:  # father and son do not share a given name
+                    _, _, given, given_r = self._draw_name(market)
+            elif rel < 0.05 and template.company is not company:
+                # Namesakes: the same full name at a different company.
+                family, family_r = template.family, template.family_romaji
+                given, given_r = template.given, template.given_romaji
+        fam_var = giv_var = None
+        if market == "JP":
+            if family in data.JP_ITAIJI:
+                fam_var = r.choice(data.JP_ITAIJI[family])
+                if r.random() < 0.35:  # the registered (variant) form is the person's "own" one
+                    family, fam_var = fam_var, family
+            if given in data.JP_GIVEN_ITAIJI and r.random() < 0.5:
+                giv_var = r.choice(data.JP_GIVEN_ITAIJI[given])
+        title, seniority = self._draw_title(market, persona)
+        p = _Person(
+            pid=f"P{index + 1:07d}",
+            market=market,
+            lang=lang,
+            tz=company.city[4],
+            family=family,
+            given=given,
+            family_variant=fam_var,
+            given_variant=giv_var,
+            family_romaji=family_r,
+            given_romaji=given_r,
+            company=company,
+            title=title,
+            seniority=seniority,
+            email=None,
+            email_kind="work",
+            phone=None,
+            mobile=None,
+            persona=persona,
+        )
+        self._assign_email(p)
+        x = r.random()
+        # Direct lines for bigger firms, the switchboard (shared by colleagues) for smaller ones.
+        if x < 0.35 or (x < 0.6 and company.employees < 100):
+            p.phone = company.phone
+        elif x < 0.85:
+            p.phone = self._landline(market, company.city[3])
+        p.mobile = self._mobile(market) if r.random() < 0.35 else None
+        return p
+
+    def _draw_name(self, market: str) -> tuple[str, str, str, str]:
+        r, t = self.r, self._names
+        if market == "JP":
+            (family, family_r), (given, given_r) = t["jp_family"].pick(r), t["jp_given"].pick(r)
+            return family, family_r, given, given_r
+        key = {"DE": "de", "SG": "sg"}.get(market, "en")
+        family, given = t[f"{key}_last"].pick(r), t[f"{key}_first"].pick(r)
+        return family, _ascii_local(family), given, _ascii_local(given)
+
+    def _draw_title(self, market: str, persona: str) -> tuple[str | None, int]:
+        r = self.r
+        if persona == "student":
+            if market == "JP":
+                return r.choice(("学生", "大学院生", "インターン")), 0
+            return r.choice(("Student", "Graduate Student", "Intern", "Marketing Intern")), 0
+        if market == "JP":
+            title, seniority = self._names["jp_title"].pick(r)
+            if seniority <= 4 and r.random() < 0.6:
+                title = f"{r.choice(data.JP_DEPARTMENTS)} {title}"
+            return title, seniority
+        key = "de_title" if market == "DE" and r.random() < 0.6 else "en_title"
+        title, seniority = self._names[key].pick(r)
+        return title, seniority
+
+    def _assign_email(self, p: _Person) -> None:
+        r = self.r
+        co = p.company
+        u = r.random()
+        small = co.employees < 50
+        if p.persona == "student" and u < 0.5:
+            p.email, p.email_kind = self._free_email(p), "free"
+            return
+        if p.persona == "normal" and u < (0.15 if small else 0.04):
+            p.email, p.email_kind = self._free_email(p), "free"
+            return
+        if p.persona == "normal" and u > (0.93 if small else 0.975):
+            # Role mailboxes: half of them join a firm where somebody already uses the mailbox.
+            pool = self._role_companies[p.market]
+            if pool and r.random() < 0.5:
+                co = r.choice(pool)
+                p.company = co
+            else:
+                pool.append(co)
+                if len(pool) > 200:
+                    del pool[:50]
+            p.email, p.email_kind = f"{co.role_mailbox}@{co.domain}", "role"
+            return
+        g, f = p.given_romaji, p.family_romaji
+        # One convention per company, so colleagues' addresses look alike.
+        local = (
+            f"{g}.{f}",
+            f"{g[:1]}-{f}",
+            f"{f}.{g}",
+            f"{g[:1]}{f}",
+            f"{f}",
+            f"{f}_{g}",
+            f"{f}-{g[:1]}",
+            f"{g}_{f}",
+            f"{g[:1]}.{f}",
+            f"{g}",
+        )[co.email_pattern]
+        used = self._domain_locals.setdefault(co.domain, set())
+        base, n = local, 2
+        while local in used or local == co.role_mailbox:
+            local = f"{base}{n}"
+            n += 1
+        used.add(local)
+        p.email, p.email_kind = f"{local}@{co.domain}", "work"
+
+    def _free_email(self, p: _Person) -> str:
+        r = self.r
+        domain = self._names[f"free_{p.market}"].pick(r)
+        g, f = p.given_romaji, p.family_romaji
+        while True:
+            local = r.choice((f"{g}.{f}", f"{g}{f}", f"{f}.{g}", f"{g[:1]}{f}", f"{g}_{f}"))
+            local += r.choice(("", "", f"{r.randint(1, 99)}", f"{r.randint(1960, 2004)}"))
+            address = f"{local}@{domain}"
+            if address not in self._free_addresses:
+                self._free_addresses.add(address)
+                return address
+
+    def _personal(self, p: _Person) -> str:
+        if p.personal_email is None:
+            p.personal_email = self._free_email(p) if p.email_kind != "free" else p.email
+        return p.personal_email or self._free_email(p)
+
+    # ---------------------------------------------------------------------------------- journey
+    def _plan_journey(self, p: _Person) -> None:
+        """Engagement tier, marketing touches, funnel stage, consent: one story per person."""
+        r = self.r
+        now = self.now
+        u = r.random()
+        if p.persona == "student":
+            p.tier = "dormant" if u < 0.5 else "cold"
+        elif p.persona == "competitor":
+            p.tier = "cold" if u < 0.5 else "warm"
+        else:
+            # ~20% never engage again, ~70% need long nurturing, ~10% are hot (5% raise a hand).
+            p.tier = ("dormant", "cold", "warm", "hot")[
+                0 if u < 0.2 else 1 if u < 0.62 else 2 if u < 0.9 else 3
+            ]
+            p.hand_raiser = p.tier == "hot" and r.random() < 0.5
+        # Skewed to recent creation; whole seconds so HubSpot's ".000Z" strings stay exact.
+        age = int(_CREATION_SPAN.total_seconds() * r.random() ** 1.4) + 3600
+        p.created = now - timedelta(seconds=age)
+        p.created = self._work_time(p.created - timedelta(days=1), p.created, p.tz)
+        window = max(p.created, now - _ACTIVITY_SPAN)
+        p.owner = r.choice(self._users_by_lang[p.lang])
+
+        # The first touch creates the record; an event pulls the creation back to the event day.
+        first = self._touch(p, self._first_kind(p), p.created, p.created, first=True)
+        if first is None:
+            first = _Touch(kind=r.choice(("list_import", "business_card")), at=p.created)
+        p.created = first.at
+        touches = [first]
+        n_more = r.randint(*_MORE_TOUCHES[p.tier])
+        weights = _TOUCH_WEIGHTS[p.tier]
+        window = max(window, first.at)
+        for _ in range(n_more):
+            kind = weights.pick(r)
+            t = self._touch(p, kind, window, now)
+            if t is not None:
+                touches.append(t)
+        if p.hand_raiser and first.kind != "hand_raise":
+            lo = max(window, now - timedelta(days=240))
+            t = self._touch(p, "hand_raise", lo, now)
+            if t is not None:
+                touches.append(t)
+        touches.sort(key=lambda t: t.at)
+        p.touches = touches
+        p.stage = self._stage(p)
+        if r.random() < 0.05:
+            p.opted_out = self._between(first.at, now)
+        if r.random() < 0.03 and p.email is not None:
+            p.bounced = self._between(first.at, now)
+
+    def _first_kind(self, p: _Person) -> str:
+        r = self.r
+        if p.persona == "student":
+            return r.choice(("whitepaper", "webinar", "newsletter_signup"))
+        if p.hand_raiser and r.random() < 0.3:
+            return "hand_raise"
+        return _FIRST_TOUCH.pick(r)
+
+    def _touch(
+        self, p: _Person, kind: str, lo: datetime, hi: datetime, *, first: bool = False
+    ) -> _Touch | None:
+        """One marketing touch in [lo, hi]; event touches snap to their campaign's date.
+
+        For the first touch the event may lie before `lo` (the person is created at the event)."""
+        r = self.r
+        lang = p.lang
+        t = self._work_time(lo, hi, p.tz)
+        if kind in ("list_import", "business_card"):
+            return _Touch(kind=kind, at=t)
+        if kind == "hand_raise":
+            form = r.choice(("contact", "contact", "demo", "demo", "quote"))
+            camp = self._campaign_before(lang, f"form_{form}", t)
+            return _Touch(
+                kind, t, camp[1] if camp else None, "Responded", data.CONVERSION_NAMES[lang][form]
+            )
+        camp = self._campaign_before(lang, kind, t)
+        if camp is None:
+            return None
+        start, cid = camp
+        if kind in ("whitepaper", "case_study", "newsletter_signup"):
+            return _Touch(kind, t, cid, "Responded", data.CONVERSION_NAMES[lang][kind])
+        if first:
+            if start < self.now - _ACTIVITY_SPAN:
+                return None
+            lo = start - timedelta(days=14)
+        elif start < lo - timedelta(days=1):
+            return None  # the event happened before this person was around
+        if kind == "newsletter":
+            x = r.random() * _OPEN_RATE[p.tier]
+            status = "Clicked" if x > 0.85 else "Opened" if x > 0.5 else "Sent"
+            return _Touch(kind, max(start, lo), cid, status)
+        at = min(self.now, max(start + timedelta(minutes=r.randint(0, 90)), lo))
+        if kind == "webinar":
+            attended = r.random() < (0.35 if p.tier in ("dormant", "cold") else 0.65)
+            reg_at = max(lo, start - timedelta(days=r.randint(1, 14), hours=r.randint(0, 8)))
+            # The record is created at registration; later touches still come after it.
+            at = reg_at if first or not attended else at
+            return _Touch(
+                kind,
+                at,
+                cid,
+                "Attended" if attended else "Registered",
+                data.CONVERSION_NAMES[lang]["webinar"],
+            )
+        if kind == "seminar":
+            return _Touch(kind, at, cid, "Attended" if r.random() < 0.7 else "Registered")
+        return _Touch(kind, at, cid, "Attended")  # tradeshow: badge scanned at the booth
+
+    def _stage(self, p: _Person) -> str:
+        r = self.r
+        if p.persona != "normal":
+            return "disqualified" if r.random() < 0.6 else "subscriber"
+        stage = _STAGES[p.tier].pick(r)
+        if p.hand_raiser and stage == "mql":
+            stage = "sql"
+        # Deals that closed need time: a person created last month cannot be a customer yet.
+        if stage in ("customer", "lost") and p.created > self.now - timedelta(days=75):
+            stage = "opportunity"
+        return stage
+
+    # ---------------------------------------------------------------------------------- emission
+    def _emit(self, p: _Person) -> None:
+        r = self.r
+        u = r.random()
+        presence = "hs" if u < 0.45 else "sf" if u < 0.75 else "both"
+        linked = presence == "both" and r.random() < 0.5
+        hs_first = presence == "hs" or (presence == "both" and r.random() < 0.7)
+        if presence == "both":
+            p.consent_scope = r.choice(("both", "both", "both", "hs", "sf"))
+        sales = self._sales_plan(p)
+        for act in sales:
+            act.route = self._route(presence)
+
+        sf: _SfSide | None = None
+        if presence in ("sf", "both"):
+            if presence == "sf" or not hs_first:
+                sf_created = p.created
+            elif linked:  # the connector syncs a HubSpot contact once it qualifies
+                sf_created = self._after(p.touches[min(1, len(p.touches) - 1)].at, 72)
+            else:  # a rep keyed the business card in separately
+                sf_created = self._between(p.created, self.now)
+            noise = 0.0 if presence == "sf" or not hs_first else (0.35 if linked else 1.0)
+            sf = self._emit_salesforce(p, sf_created, noise, sales)
+        if presence in ("hs", "both"):
+            if hs_first:
+                hs_created, noise = p.created, 0.0
+            elif linked:
+                hs_created, noise = self._after(p.created, 48), 0.35
+            else:
+                hs_created, noise = self._between(p.created, self.now), 1.0
+            self._emit_hubspot(p, hs_created, noise, sales, presence, sf if linked else None)
+        if sf is not None:
+            self._sf_finish(p, sf, sales, presence)
+
+    # -------------------------------------------------------------------- rendering helpers
+    def _render_name(self, p: _Person, noise: float) -> tuple[str | None, str]:
+        r = self.r
+        family, given = p.family, p.given
+        if p.market == "JP":
+            if noise and p.family_variant and r.random() < 0.7:
+                family = p.family_variant
+            if noise and p.given_variant and r.random() < 0.5:
+                given = p.given_variant
+            x = r.random()
+            if x < 0.05 * noise:
+                return None, f"{family}\u3000{given}"  # whole name typed into the last-name box
+            if x < 0.09 * noise:
+                return family, given  # first/last swapped
+            if x < 0.13 * noise:
+                return p.given_romaji.title(), p.family_romaji.title()
+            if x < 0.15 * noise:
+                return given, f"{family} 様"
+            return given, family
+        x = r.random()
+        if noise and p.market == "DE" and r.random() < 0.5:
+            family = "".join(data.UMLAUT_FOLD.get(c, c) for c in family)
+            given = "".join(data.UMLAUT_FOLD.get(c, c) for c in given)
+        if x < 0.12 * noise and given in data.NICKNAMES:
+            return data.NICKNAMES[given], family
+        if x < 0.16 * noise:
+            return given.upper(), family.upper()
+        if x < 0.19 * noise:
+            return given.lower(), family.lower()
+        if x < 0.22 * noise:
+            return f"{given} {r.choice('ABCDEJKLMRST')}.", family
+        if x < 0.24 * noise:
+            return f"{given} ", family  # stray whitespace from a copy-paste
+        return given, family
+
+    def _render_email(self, p: _Person, noise: float) -> str | None:
+        e = p.email
+        if e is None or not noise:
+            return e
+        x = self.r.random()
+        if x < 0.06 * noise:
+            return None
+        if x < 0.14 * noise:
+            return self._personal(p)
+        local, domain = e.split("@")
+        if x < 0.20 * noise and p.email_kind != "role":
+            return f"{local}+{self.r.choice(('crm', 'news', 'events', 'sf'))}@{domain}"
+        if x < 0.32 * noise:
+            parts = local.split(".")
+            return (
+                ".".join(s.title() for s in parts) + "@" + (domain.upper() if x < 0.22 else domain)
+            )
+        return e
+
+    def _render_company(self, co: _Company, noise: float) -> str:
+        r = self.r
+        x = r.random()
+        if co.market != "JP" or not co.legal:
+            if co.kind != "business" or not noise:
+                return co.name
+            if x < 0.25 * noise and co.legal_abbrevs:
+                return co.stem + r.choice(co.legal_abbrevs)
+            if x < 0.35 * noise:
+                return co.stem
+            if x < 0.40 * noise:
+                return co.name.upper()
+            return co.name
+        stem = co.stem_variant if co.stem_variant and r.random() < 0.4 * noise + 0.05 else co.stem
+        pre = co.pre
+        legal = co.legal
+        y = x / max(noise, 0.2)
+        if noise and y < 0.15:
+            pre = not pre  # 前株/後株 mixed up
+        elif noise and y < 0.38:
+            legal = r.choice(co.legal_abbrevs)
+        elif noise and y < 0.43:
+            return stem
+        elif noise and y < 0.47:
+            return f"{co.romaji} {co.legal_en}".strip()
+        elif noise and y < 0.52:
+            stem = stem.translate(_FULLWIDTH_ALL)
+        elif not noise and x < 0.06:
+            legal = r.choice(co.legal_abbrevs)  # even the first record may use (株)
+        sep = "\u3000" if noise and r.random() < 0.1 else ""
+        return f"{legal}{sep}{stem}" if pre else f"{stem}{sep}{legal}"
+
+    def _render_phone(
+        self, market: str, groups: tuple[str, ...] | None, noise: float
+    ) -> str | None:
+        r = self.r
+        if groups is None or r.random() < 0.12 + 0.2 * noise:
+            return None
+        x = r.random()
+        cc = _COUNTRY_CODE[market]
+        national_trunk = market not in ("US", "SG")
+        if market == "JP":
+            if x < 0.6 - 0.3 * noise:
+                return "-".join(groups)
+            if x < 0.72:
+                return "".join(groups)
+            if x < 0.84:
+                return f"+{cc} {groups[0][1:]}-" + "-".join(groups[1:])
+            if x < 0.9 and len(groups) == 3:
+                return f"{groups[0]}({groups[1]}){groups[2]}"
+            return "-".join(groups).translate(_FULLWIDTH)  # full-width digits from a Japanese IME
+        if market == "US":
+            a, b, c = groups
+            return (
+                f"({a}) {b}-{c}",
+                f"{a}-{b}-{c}",
+                f"+1 {a}-{b}-{c}",
+                f"+1{a}{b}{c}",
+                f"{a}.{b}.{c}",
+            )[min(4, int(x * (2 + 3 * noise)))]
+        if x < 0.55 - 0.25 * noise:
+            if (
+                market == "AU"
+                and len(groups) == 3
+                and groups[0].startswith("0")
+                and len(groups[0]) == 2
+            ):
+                return f"({groups[0]}) {groups[1]} {groups[2]}"
+            return " ".join(groups)
+        if x < 0.85 or not national_trunk:
+            rest = " ".join(groups[1:])
+            first = groups[0][1:] if national_trunk else groups[0]
+            return f"+{cc} {first} {rest}"
+        if market == "DE":
+            return f"+49 (0){groups[0][1:]} {' '.join(groups[1:])}"
+        return "".join(groups)
+
+    def _country(self, p: _Person) -> str:
+        return self._names[f"country_{p.market}"].pick(self.r)
+
+    def _render_title(self, p: _Person, noise: float) -> str | None:
+        r = self.r
+        title = p.title
+        if title is None or r.random() < 0.08 + 0.15 * noise:
+            return None
+        if noise and r.random() < 0.3 * noise:
+            if p.market == "JP" and " " in title:
+                return title.split(" ", 1)[1]  # department dropped
+            if title in data.EN_TITLE_VARIANTS:
+                return data.EN_TITLE_VARIANTS[title]
+        return title
+
+    # -------------------------------------------------------------------- sales activity plan
+    def _sales_plan(self, p: _Person) -> list[_Act]:
+        """One-to-one sales activity: emails, replies, calls, meetings, notes, follow-up tasks."""
+        r = self.r
+        worked = (
+            p.stage in ("sql", "opportunity", "customer", "lost")
+            or p.hand_raiser
+            or (p.stage == "mql" and r.random() < 0.5)
+            or (p.stage == "lead" and r.random() < 0.12)
+        )
+        p.worked = worked
+        if not worked:
+            return []
+        lang = p.lang
+        # Sales starts after the hand-raise, or once the lead qualified (a later touch).
+        raise_at = [t.at for t in p.touches if t.kind == "hand_raise"]
+        start = raise_at[0] if raise_at else p.touches[len(p.touches) // 2].at
+        if p.stage in ("customer", "lost"):
+            start = min(start, self.now - timedelta(days=60))
+        # Old records only show the activity of the last ~18 months.
+        start = max(start, p.created, self.now - _ACTIVITY_SPAN)
+        end = min(self.now, start + timedelta(days=150))
+        hot = p.stage in ("sql", "opportunity", "customer", "lost")
+        acts: list[_Act] = []
+        subjects = data.SALES_EMAIL_SUBJECTS[lang]
+        for i in range(r.randint(2, 7 if hot else 4)):
+            at = self._work_time(start, end, p.tz) if i else self._after(start, 20)
+            subject = subjects[min(i, len(subjects) - 1)] if i < 2 else r.choice(subjects)
+            acts.append(_Act("email_out", at, subject))
+            if r.random() < (0.45 if hot else 0.15):
+                reply = ("Re: " if lang == "en" else "RE: ") + subject
+                acts.append(_Act("email_in", self._after(at, 60), reply))
+        for _ in range(r.randint(1, 5 if hot else 2)):
+            at = self._work_time(start, end, p.tz)
+            outcome = r.choice(("COMPLETED", "COMPLETED", "NO_ANSWER", "NO_ANSWER", "BUSY"))
+            acts.append(_Act("call", at, r.choice(data.CALL_TITLES[lang]), outcome))
+        if hot:
+            for i in range(r.randint(1, 3)):
+                at = self._work_time(start, end, p.tz)
+                acts.append(_Act("meeting", at, data.MEETING_TITLES[lang][min(i, 3)], "COMPLETED"))
+            if p.stage in ("sql", "opportunity") and r.random() < 0.25:
+                # An upcoming meeting is already on the calendar.
+                at = self._work_time(
+                    self.now + timedelta(days=1), self.now + timedelta(days=14), p.tz
+                )
+                acts.append(_Act("meeting", at, r.choice(data.MEETING_TITLES[lang]), "SCHEDULED"))
+        for _ in range(r.randint(0, 2)):
+            acts.append(
+                _Act(
+                    "note", self._work_time(start, end, p.tz), "", r.choice(data.NOTE_BODIES[lang])
+                )
+            )
+        if r.random() < 0.35:
+            due = self._work_time(
+                self.now - timedelta(days=10), self.now + timedelta(days=14), p.tz
+            )
+            title = "Follow up" if lang == "en" else "フォローアップ"
+            who = f"{p.family} {p.given}" if lang == "ja" else f"{p.given} {p.family}"
+            acts.append(_Act("task", due, f"{title}: {who}"))
+        acts.sort(key=lambda a: a.at)
+        return acts
+
+    def _route(self, presence: str) -> str:
+        """Which CRM a rep logged an activity in (people in both CRMs get some in each/both)."""
+        if presence != "both":
+            return presence
+        x = self.r.random()
+        return "sf" if x < 0.6 else "hs" if x < 0.85 else "both"
+
+    # -------------------------------------------------------------------- HubSpot
+    def _hs_company(self, co: _Company) -> str:
+        if co.hs_id is None:
+            co.hs_id = self._hs_id("companies")
+            lang_ja = co.market == "JP"
+            ind = data.INDUSTRIES[co.industry]
+            props: dict[str, str | None] = {
+                "name": co.name,
+                "domain": co.domain,
+                "website": f"https://www.{co.domain}",
+                "industry": ind[0],
+                "numberofemployees": str(co.employees),
+                "country": "Japan" if lang_ja else self._names[f"country_{co.market}"].items[0],
+                "state": co.city[1] or None,
+                "city": co.city[0],
+                "phone": "-".join(co.phone) if lang_ja else " ".join(co.phone),
+            }
+            self.hs["companies"].append(
+                {
+                    "id": co.hs_id,
+                    "properties": props,
+                    "createdAt": co.created,
+                    "updatedAt": self._between(co.created, self.now),
+                    "associations": {},
+                }
+            )
+        return co.hs_id
+
+    def _emit_hubspot(
+        self,
+        p: _Person,
+        created: datetime,
+        noise: float,
+        sales: list[_Act],
+        presence: str,
+        sf: "_SfSide | None",
+    ) -> None:
+        r = self.r
+        now = self.now
+        hs_id = self._hs_id("contacts")
+        email = self._render_email(p, noise)
+        if email is not None and email.lower() in self._hs_emails:
+            # HubSpot keeps one contact per email; a second person on a shared role mailbox
+            # ends up imported without one.
+            email = None
+        if email is not None:
+            self._hs_emails.add(email.lower())
+        first, last = self._render_name(p, noise)
+        co = p.company
+        touches = [t for t in p.touches if t.at >= created - timedelta(minutes=5)]
+        conversions = [t for t in touches if t.conversion]
+        page_views = sum(_PAGE_VIEWS[t.kind] for t in touches) + r.randint(0, 3)
+        if p.tier == "hot":
+            page_views += r.randint(5, 40)  # repeat visits to pricing and case-study pages
+        last_visit = None
+        if page_views:
+            # The last visit trails the last touch; engaged people keep coming back for longer.
+            since = touches[-1].at if touches else created
+            linger = timedelta(days=_LINGER_DAYS[p.tier])
+            last_visit = self._between(since, min(now, since + linger))
+        lifecycle = _HS_LIFECYCLE[p.stage]
+        lead_status = None
+        if presence == "hs":  # people in Salesforce get their status from there
+            lead_status = _HS_LEAD_STATUS[p.stage](r)
+            if p.stage in ("lead", "mql") and p.worked:
+                lead_status = r.choice(("ATTEMPTED_TO_CONTACT", "CONNECTED", "IN_PROGRESS"))
+        owned = p.stage not in ("subscriber",) and (p.stage != "lead" or r.random() < 0.4)
+        props: dict[str, str | None] = {
+            "email": email,
+            "hs_additional_emails": None,
+            "firstname": first,
+            "lastname": last,
+            "company": self._render_company(co, noise) if r.random() > 0.05 + 0.1 * noise else None,
+            "jobtitle": self._render_title(p, noise),
+            "industry": (
+                data.INDUSTRIES[co.industry][3 if p.lang == "ja" else 2]
+                if r.random() < 0.5
+                else None
+            ),
+            "numemployees": _band(co.employees) if r.random() < 0.45 else None,
+            "phone": self._render_phone(p.market, p.phone, noise),
+            "mobilephone": self._render_phone(p.market, p.mobile, noise),
+            "country": self._country(p) if r.random() < 0.85 - 0.2 * noise else None,
+            "state": (co.city[1] or None) if r.random() < 0.5 else None,
+            "city": co.city[0] if r.random() < 0.55 else None,
+            "zip": co.zip if r.random() < 0.3 else None,
+            "address": co.street if r.random() < 0.25 else None,
+            "hs_language": p.lang if r.random() < 0.9 else None,
+            "lifecyclestage": lifecycle,
+            "hs_lead_status": lead_status,
+            "hubspot_owner_id": self.users[p.owner][1] if owned else None,
+            "hs_email_optout": "true" if self._flag(p, p.opted_out, "hs") else None,
+            "hs_email_bounce": "1" if self._flag(p, p.bounced, "hs") else None,
+            "hs_analytics_source": _HS_SOURCE[p.touches[0].kind](r),
+            "hs_analytics_num_page_views": str(page_views),
+            "hs_analytics_last_visit_timestamp": _iso(last_visit) if last_visit else None,
+            "recent_conversion_event_name": conversions[-1].conversion if conversions else None,
+            "recent_conversion_date": _iso(conversions[-1].at) if conversions else None,
+            "first_conversion_event_name": conversions[0].conversion if conversions else None,
+            "first_conversion_date": _iso(conversions[0].at) if conversions else None,
+            "num_conversion_events": str(len(conversions)),
+            "salesforceleadid": None,
+            "salesforcecontactid": None,
+            "hs_merged_object_ids": None,
+        }
+        if sf is not None:  # the HubSpot-Salesforce connector's hard links
+            props["salesforceleadid"] = sf.lead_id
+            props["salesforcecontactid"] = sf.contact_id
+        if r.random() < 0.015:
+            # An earlier duplicate was merged into this contact: its id is gone for good, its
+            # address lives on as an additional email.
+            props["hs_merged_object_ids"] = self._hs_id("contacts")
+            additional = self._personal(p)
+            props["hs_additional_emails"] = additional
+            self._hs_emails.add(additional.lower())
+        assoc: dict[str, list[str]] = {}
+        if p.email_kind != "free" and (email is None or not email.endswith(_FREE_SUFFIXES)):
+            assoc["companies"] = [self._hs_company(co)]
+        latest = max([created, *(t.at for t in touches)])
+        for when in (last_visit, p.opted_out if props["hs_email_optout"] else None):
+            if when is not None:
+                latest = max(latest, when)
+        for act in sales:
+            if act.at >= created and act.route in ("hs", "both"):
+                self._hs_engagement(p, hs_id, assoc.get("companies"), act)
+                if act.at <= now:
+                    latest = max(latest, act.at)
+        rec: Record = {
+            "id": hs_id,
+            "properties": props,
+            "createdAt": created,
+            "updatedAt": self._after(latest, 30),
+            "associations": assoc,
+        }
+        self.hs["contacts"].append(rec)
+        self.truth.append(TruthRow("hubspot", "contacts", hs_id, p.pid))
+        if r.random() < 0.04:
+            self._emit_hubspot_duplicate(p, created)
+
+    @staticmethod
+    def _flag(p: _Person, when: datetime | None, system: str) -> bool:
+        """Opt-outs and bounces reach both CRMs only when someone syncs them."""
+        return when is not None and p.consent_scope in (system, "both")
+
+    def _emit_hubspot_duplicate(self, p: _Person, first_created: datetime) -> None:
+        """A second contact from a later form fill with a personal address (HubSpot can't tell)."""
+        r = self.r
+        email = self._personal(p)
+        if email.lower() in self._hs_emails:
+            return
+        self._hs_emails.add(email.lower())
+        created = self._between(first_created, self.now)
+        first, last = self._render_name(p, 1.0)
+        hs_id = self._hs_id("contacts")
+        lang = p.lang
+        form = data.CONVERSION_NAMES[lang][
+            "newsletter_signup" if r.random() < 0.5 else "whitepaper"
+        ]
+        props: dict[str, str | None] = dict.fromkeys(_HS_CONTACT_KEYS)
+        props.update(
+            {
+                "email": email,
+                "firstname": first,
+                "lastname": last,
+                "company": self._render_company(p.company, 1.0) if r.random() < 0.5 else None,
+                "jobtitle": self._render_title(p, 1.0),
+                "hs_language": lang,
+                "lifecyclestage": "subscriber" if r.random() < 0.6 else "lead",
+                "hs_analytics_source": "ORGANIC_SEARCH",
+                "hs_analytics_num_page_views": "1",
+                "hs_analytics_last_visit_timestamp": _iso(created),
+                "recent_conversion_event_name": form,
+                "recent_conversion_date": _iso(created),
+                "first_conversion_event_name": form,
+                "first_conversion_date": _iso(created),
+                "num_conversion_events": "1",
+                "country": self._country(p) if r.random() < 0.5 else None,
+            }
+        )
+        self.hs["contacts"].append(
+            {
+                "id": hs_id,
+                "properties": props,
+                "createdAt": created,
+                "updatedAt": self._after(created, 24),
+                "associations": {},
+            }
+        )
+        self.truth.append(TruthRow("hubspot", "contacts", hs_id, p.pid))
+
+    def _hs_engagement(
+        self, p: _Person, contact_id: str, companies: list[str] | None, act: _Act
+    ) -> None:
+        r = self.r
+        eid = self._hs_id("engagements")
+        created = (
+            min(self.now, act.at) if act.kind in ("meeting", "task") else self._after(act.at, 2)
+        )
+        if act.kind in ("meeting", "task") and act.at > self.now:
+            created = self._between(self.now - timedelta(days=7), self.now)
+        props: dict[str, str | None] = {
+            "hs_timestamp": _iso(act.at),
+            "hubspot_owner_id": self.users[p.owner][1],
+        }
+        if act.kind in ("email_out", "email_in"):
+            obj = "emails"
+            outbound = act.kind == "email_out"
+            props["hs_email_direction"] = "EMAIL" if outbound else "INCOMING_EMAIL"
+            props["hs_email_subject"] = act.title
+            props["hs_email_status"] = (
+                "BOUNCED" if outbound and p.bounced and act.at >= p.bounced else "SENT"
+            )
+        elif act.kind == "call":
+            obj = "calls"
+            props["hs_call_title"] = act.title
+            props["hs_call_direction"] = "OUTBOUND" if r.random() < 0.9 else "INBOUND"
+            props["hs_call_status"] = act.detail
+            props["hs_call_duration"] = (
+                str(r.randint(60, 1800) * 1000) if act.detail == "COMPLETED" else "0"
+            )
+        elif act.kind == "meeting":
+            obj = "meetings"
+            props["hs_meeting_title"] = act.title
+            props["hs_meeting_outcome"] = act.detail
+            props["hs_meeting_start_time"] = _iso(act.at)
+            props["hs_meeting_end_time"] = _iso(act.at + timedelta(minutes=r.choice((30, 60))))
+        elif act.kind == "note":
+            obj = "notes"
+            props["hs_note_body"] = act.detail
+        else:
+            obj = "tasks"
+            done = act.at < self.now and r.random() < 0.6
+            props["hs_task_subject"] = act.title
+            props["hs_task_status"] = "COMPLETED" if done else "NOT_STARTED"
+            props["hs_task_type"] = r.choice(("CALL", "EMAIL", "TODO"))
+            props["hs_task_priority"] = r.choice(("LOW", "MEDIUM", "HIGH"))
+        assoc: dict[str, list[str]] = {"contacts": [contact_id]}
+        if companies:
+            assoc["companies"] = list(companies)
+        self.hs[obj].append(
+            {
+                "id": eid,
+                "properties": props,
+                "createdAt": created,
+                "updatedAt": self._after(created, 1),
+                "associations": assoc,
+            }
+        )
+
+    # -------------------------------------------------------------------- Salesforce
+    def _account(self, co: _Company) -> str:
+        if co.sf_id is None:
+            r = self.r
+            co.sf_id = self._new_sf_id("Account")
+            ind = data.INDUSTRIES[co.industry]
+            rec: Record = {
+                "Id": co.sf_id,
+                "Name": co.name if r.random() < 0.85 else self._render_company(co, 0.6),
+                "Website": f"https://www.{co.domain}" if r.random() < 0.85 else co.domain,
+                "Industry": ind[1],
+                "NumberOfEmployees": co.employees,
+                "Phone": "-".join(co.phone) if co.market == "JP" else " ".join(co.phone),
+                "BillingStreet": co.street,
+                "BillingCity": co.city[0],
+                "BillingState": co.city[1] or None,
+                "BillingPostalCode": co.zip,
+                "BillingCountry": self._names[f"country_{co.market}"].items[0],
+                "Type": "Prospect",
+                "OwnerId": self.users[
+                    r.choice(self._users_by_lang["ja" if co.market == "JP" else "en"])
+                ][0],
+            }
+            self._sf_times(rec, co.created, self._between(co.created, self.now))
+            self.sf["Account"].append(rec)
+            co.sf_record = rec
+        return co.sf_id
+
+    def _person_fields(self, p: _Person, noise: float, contact: bool) -> Record:
+        r = self.r
+        first, last = self._render_name(p, noise)
+        co = p.company
+        rec: Record = {
+            "FirstName": first,
+            "LastName": last,
+            "Title": self._render_title(p, noise),
+            "Email": self._render_email(p, noise),
+            "Phone": self._render_phone(p.market, p.phone, noise),
+            "MobilePhone": self._render_phone(p.market, p.mobile, noise),
+        }
+        address = r.random() < 0.6
+        prefix = "Mailing" if contact else ""
+        rec[f"{prefix}Street"] = co.street if address and r.random() < 0.6 else None
+        rec[f"{prefix}City"] = co.city[0] if address else None
+        rec[f"{prefix}State"] = (co.city[1] or None) if address else None
+        rec[f"{prefix}PostalCode"] = co.zip if address and r.random() < 0.7 else None
+        rec[f"{prefix}Country"] = self._country(p) if r.random() < 0.9 - 0.2 * noise else None
+        return rec
+
+    def _emit_salesforce(
+        self, p: _Person, created: datetime, noise: float, sales: list[_Act]
+    ) -> "_SfSide":
+        r = self.r
+        stage = p.stage
+        has_opp = stage in ("opportunity", "customer", "lost")
+        u = r.random()
+        if has_opp:
+            kind = "converted" if u < 0.7 else "contact"
+        elif stage == "sql":
+            kind = "converted" if u < 0.3 else "contact" if u < 0.5 else "lead"
+        elif stage == "mql":
+            kind = "lead" if u < 0.8 else "contact"
+        elif stage == "disqualified":
+            kind = "lead" if u < 0.85 else "contact"
+        else:
+            kind = "lead" if u < 0.72 else "contact"
+        owner = self.users[p.owner][0]
+        side = _SfSide(kind=kind, created=created)
+        meetings = [a.at for a in sales if a.kind == "meeting" and a.at <= self.now]
+        if kind == "converted":
+            pivot = meetings[0] if meetings else (sales[len(sales) // 2].at if sales else created)
+            side.converted_at = self._after(max(pivot, created), 48)
+        lead_source = _SF_SOURCE[p.touches[0].kind](r)
+        if kind in ("lead", "converted"):
+            lead = self._new_lead(p, created, noise, owner, lead_source)
+            side.lead_id, side.lead = lead["Id"], lead
+        if kind in ("contact", "converted"):
+            account = self._account(p.company)
+            c_created = side.converted_at or created
+            c_noise = 0.1 if kind == "converted" else noise
+            contact = self._new_contact(p, c_created, c_noise, owner, lead_source, account)
+            side.contact_id, side.contact, side.account_id = contact["Id"], contact, account
+            if has_opp or (kind == "converted" and r.random() < 0.5):
+                self._opportunity(p, side, owner, lead_source)
+        if side.lead is not None and kind == "converted":
+            lead = side.lead
+            conv = side.converted_at or created
+            lead.update(
+                {
+                    "Status": "Closed - Converted",
+                    "IsConverted": True,
+                    "ConvertedDate": conv.date(),
+                    "ConvertedContactId": side.contact_id,
+                    "ConvertedAccountId": side.account_id,
+                    "ConvertedOpportunityId": side.opp_id,
+                }
+            )
+        # A Contact whose person also has an older, unconverted Lead nobody linked.
+        if kind == "contact" and r.random() < 0.12:
+            extra_created = self._between(created - timedelta(days=200), created)
+            extra_created = max(extra_created, self.now - _CREATION_SPAN)
+            extra = self._new_lead(p, extra_created, 1.0, owner, _SF_SOURCE["whitepaper"](r))
+            extra["Status"] = r.choice(("Open - Not Contacted", "Working - Contacted"))
+            side.extra.append(extra)
+        # Merge losers: a duplicate somebody merged, kept as a deleted row pointing at the winner.
+        if r.random() < 0.025:
+            # Converted leads are read-only history, so the surviving record is the Contact.
+            winner = side.lead if kind == "lead" else side.contact
+            if winner is not None:
+                obj = "Lead" if winner["Id"].startswith("00Q") else "Contact"
+                lost_created = self._between(
+                    winner["CreatedDate"] - timedelta(days=90), winner["CreatedDate"]
+                )
+                lost_created = max(lost_created, self.now - _CREATION_SPAN)
+                if obj == "Lead":
+                    loser = self._new_lead(p, lost_created, 1.0, owner, lead_source)
+                else:
+                    loser = self._new_contact(
+                        p, lost_created, 1.0, owner, lead_source, winner["AccountId"]
+                    )
+                merged_at = self._between(max(winner["CreatedDate"], lost_created), self.now)
+                loser.update(
+                    {
+                        "IsDeleted": True,
+                        "MasterRecordId": winner["Id"],
+                        "LastModifiedDate": merged_at,
+                        "SystemModstamp": merged_at,
+                    }
+                )
+                side.losers.append(loser)
+        return side
+
+    def _new_lead(
+        self, p: _Person, created: datetime, noise: float, owner: str, source: str
+    ) -> Record:
+        r = self.r
+        co = p.company
+        rec: Record = {"Id": self._new_sf_id("Lead")}
+        rec.update(self._person_fields(p, noise, contact=False))
+        company = self._render_company(co, noise) if r.random() > 0.03 else None
+        status = _SF_LEAD_STATUS[p.stage](r)
+        if status.startswith("Open") and p.worked:
+            status = "Working - Contacted"
+        rec.update(
+            {
+                # The HubSpot connector writes "[not provided]" when the form had no company.
+                "Company": company or "[not provided]",
+                "Industry": data.INDUSTRIES[co.industry][1] if r.random() < 0.5 else None,
+                "NumberOfEmployees": co.employees if r.random() < 0.4 else None,
+                "LeadSource": source,
+                "Status": status,
+                "Rating": {"hot": "Hot", "warm": "Warm"}.get(p.tier, "Cold")
+                if r.random() < 0.5
+                else None,
+                "OwnerId": owner,
+                "IsConverted": False,
+                "ConvertedDate": None,
+                "ConvertedAccountId": None,
+                "ConvertedContactId": None,
+                "ConvertedOpportunityId": None,
+                "HasOptedOutOfEmail": False,
+                "DoNotCall": r.random() < 0.01,
+                "EmailBouncedReason": None,
+                "EmailBouncedDate": None,
+                "LastActivityDate": None,
+                "MasterRecordId": None,
+            }
+        )
+        rec.update(dict.fromkeys(LEADSYNC_FIELDS))
+        self._sf_times(rec, created, created)
+        return rec
+
+    def _new_contact(
+        self, p: _Person, created: datetime, noise: float, owner: str, source: str, account: str
+    ) -> Record:
+        r = self.r
+        rec: Record = {"Id": self._new_sf_id("Contact"), "AccountId": account}
+        rec.update(self._person_fields(p, noise, contact=True))
+        rec.update(
+            {
+                "Department": (
+                    p.title.split(" ", 1)[0]
+                    if p.title and " " in p.title and p.market == "JP"
+                    else None
+                ),
+                "LeadSource": source,
+                "OwnerId": owner,
+                "HasOptedOutOfEmail": False,
+                "DoNotCall": r.random() < 0.01,
+                "EmailBouncedReason": None,
+                "EmailBouncedDate": None,
+                "LastActivityDate": None,
+                "MasterRecordId": None,
+            }
+        )
+        rec.update(dict.fromkeys(LEADSYNC_FIELDS))
+        self._sf_times(rec, created, created)
+        return rec
+
+    def _opportunity(self, p: _Person, side: "_SfSide", owner: str, source: str) -> None:
+        r = self.r
+        opened = side.converted_at or self._between(side.created, self.now)
+        stage = p.stage
+        band = p.company.employees
+        base = 4000 if band < 50 else 15000 if band < 500 else 60000
+        amount = round(base * r.uniform(0.5, 4.0), -2)
+        if stage == "customer" or (stage == "lost"):
+            closed = min(self.now - timedelta(hours=1), opened + timedelta(days=r.randint(14, 150)))
+            closed = max(closed, opened)
+            won = stage == "customer"
+            name_stage, prob, close_date = (
+                ("Closed Won", 100, closed.date()) if won else ("Closed Lost", 0, closed.date())
+            )
+            modified = closed
+        else:
+            name_stage, prob = r.choice(
+                (("Prospecting", 10), ("Qualification", 10), ("Proposal/Price Quote", 75))
+            )
+            close_date = (self.now + timedelta(days=r.randint(10, 120))).date()
+            modified = self._between(opened, self.now)
+        product = "LeadSync Pro" if r.random() < 0.6 else "LeadSync Enterprise"
+        co_name = p.company.name
+        name = f"{co_name} - {product} 導入" if p.market == "JP" else f"{co_name} - {product}"
+        oid = self._new_sf_id("Opportunity")
+        rec: Record = {
+            "Id": oid,
+            "Name": name,
+            "AccountId": side.account_id,
+            "StageName": name_stage,
+            "Probability": prob,
+            "Amount": amount,
+            "CloseDate": close_date,
+            "IsClosed": name_stage.startswith("Closed"),
+            "IsWon": name_stage == "Closed Won",
+            "Type": "New Business",
+            "LeadSource": source,
+            "OwnerId": owner,
+            "CampaignId": p.touches[0].campaign_id,
+        }
+        self._sf_times(rec, opened, modified)
+        side.opp_id, side.opp = oid, rec
+        if name_stage == "Closed Won" and p.company.sf_record is not None:
+            p.company.sf_record["Type"] = "Customer"
+
+    def _sf_finish(self, p: _Person, side: "_SfSide", sales: list[_Act], presence: str) -> None:
+        """Append the person's Salesforce records plus their campaign memberships and activity."""
+        now = self.now
+        lead, contact = side.lead, side.contact
+        who_id = side.contact_id if contact is not None else side.lead_id
+        assert who_id is not None
+        latest: dict[str, datetime] = {}
+        last_activity: date | None = None
+        if lead is not None:
+            self.sf["Lead"].append(lead)
+            self.truth.append(TruthRow("salesforce", "Lead", lead["Id"], p.pid))
+        if contact is not None:
+            self.sf["Contact"].append(contact)
+            self.truth.append(TruthRow("salesforce", "Contact", contact["Id"], p.pid))
+            p.company.sf_contacts.append(contact["Id"])
+            if len(p.company.sf_contacts) > 50:
+                del p.company.sf_contacts[:10]
+        for extra in side.extra + side.losers:
+            obj = "Lead" if extra["Id"].startswith("00Q") else "Contact"
+            self.sf[obj].append(extra)
+            self.truth.append(TruthRow("salesforce", obj, extra["Id"], p.pid))
+        # Campaign members: one per campaign and person record, from the record's creation on.
+        seen: set[str] = set()
+        for t in p.touches:
+            if t.campaign_id is None or t.campaign_id in seen or t.at < side.created:
+                continue
+            seen.add(t.campaign_id)
+            responded = t.status in ("Clicked", "Attended", "Responded", "Registered")
+            # Conversion keeps LeadId on a membership and adds the new ContactId.
+            cm: Record = {
+                "Id": self._new_sf_id("CampaignMember"),
+                "CampaignId": t.campaign_id,
+                "LeadId": side.lead_id,
+                "ContactId": side.contact_id,
+                "Status": t.status,
+                "HasResponded": responded,
+                "FirstRespondedDate": t.at.date() if responded else None,
+            }
+            modified = self._after(t.at, 72)
+            if side.converted_at is not None:
+                modified = max(modified, side.converted_at)
+            self._sf_times(cm, t.at, modified)
+            self.sf["CampaignMember"].append(cm)
+            latest[who_id] = max(latest.get(who_id, t.at), t.at)
+        # Activities: conversion moves a Lead's history onto the Contact, so WhoId is the Contact.
+        for act in sales:
+            if act.at < side.created or act.kind == "note":
+                continue
+            if act.route not in ("sf", "both"):
+                continue
+            what = (
+                side.opp_id if side.opp is not None and act.at >= side.opp["CreatedDate"] else None
+            )
+            if act.kind == "meeting":
+                self._sf_event(p, who_id, what, act)
+            else:
+                self._sf_task(p, who_id, what, act)
+            if act.at <= now:
+                latest[who_id] = max(latest.get(who_id, act.at), act.at)
+                last_activity = max(last_activity or act.at.date(), act.at.date())
+        # Consent, bounce and the record's own modification times.
+        for rec in (lead, contact):
+            if rec is None:
+                continue
+            if self._flag(p, p.opted_out, "sf"):
+                rec["HasOptedOutOfEmail"] = True
+            if p.bounced and rec["Email"] and self._flag(p, p.bounced, "sf"):
+                rec["EmailBouncedReason"] = "550 5.1.1 Recipient address rejected: User unknown"
+                rec["EmailBouncedDate"] = max(p.bounced, rec["CreatedDate"])
+            if rec is lead and side.converted_at is not None:
+                modified = max(side.converted_at, rec["CreatedDate"])
+            else:
+                touched = [rec["CreatedDate"], latest.get(rec["Id"], rec["CreatedDate"])]
+                if rec.get("EmailBouncedDate"):
+                    touched.append(rec["EmailBouncedDate"])
+                if p.opted_out and rec["HasOptedOutOfEmail"]:
+                    touched.append(max(p.opted_out, rec["CreatedDate"]))
+                modified = self._after(max(touched), 6)
+                if rec["Id"] == who_id and last_activity is not None:
+                    rec["LastActivityDate"] = last_activity
+            rec["LastModifiedDate"] = modified
+            rec["SystemModstamp"] = modified
+        if side.opp is not None:
+            self.sf["Opportunity"].append(side.opp)
+            self._contact_roles(p, side)
+
+    def _contact_roles(self, p: _Person, side: "_SfSide") -> None:
+        r = self.r
+        assert side.opp is not None and side.contact_id is not None
+        # Senior people sign; juniors evaluate.
+        if p.seniority >= 4:
+            main_role = r.choice(("Decision Maker", "Economic Buyer"))
+        else:
+            main_role = r.choice(("Evaluator", "Business User", "Technical Buyer"))
+        roles = [(side.contact_id, True, main_role)]
+        colleagues = [c for c in p.company.sf_contacts if c != side.contact_id]
+        if colleagues and r.random() < 0.35:
+            roles.append((r.choice(colleagues), False, r.choice(("Influencer", "Technical Buyer"))))
+        for contact_id, primary, role in roles:
+            created = side.opp["CreatedDate"]
+            rec: Record = {
+                "Id": self._new_sf_id("OpportunityContactRole"),
+                "OpportunityId": side.opp["Id"],
+                "ContactId": contact_id,
+                "IsPrimary": primary,
+                "Role": role,
+            }
+            self._sf_times(rec, created, created)
+            self.sf["OpportunityContactRole"].append(rec)
+
+    def _sf_task(self, p: _Person, who: str, what: str | None, act: _Act) -> None:
+        r = self.r
+        ja = p.lang == "ja"
+        owner = self.users[p.owner][0]
+        rec: Record = {"Id": self._new_sf_id("Task"), "WhoId": who, "WhatId": what}
+        open_task = act.kind == "task" and (act.at > self.now or r.random() < 0.4)
+        if act.kind in ("email_out", "email_in"):
+            rec.update(
+                {
+                    "Subject": f"Email: {act.title}" if not ja else f"メール：{act.title}",
+                    "TaskSubtype": "Email",
+                    "Type": "Email",
+                    "CallType": None,
+                    "CallDurationInSeconds": None,
+                    "CallDisposition": None,
+                }
+            )
+        elif act.kind == "call":
+            done = act.detail == "COMPLETED"
+            rec.update(
+                {
+                    "Subject": f"Call: {act.title}" if not ja else f"電話：{act.title}",
+                    "TaskSubtype": "Call",
+                    "Type": "Call",
+                    "CallType": "Outbound" if r.random() < 0.9 else "Inbound",
+                    "CallDurationInSeconds": r.randint(60, 1800) if done else 0,
+                    "CallDisposition": "Connected"
+                    if done
+                    else r.choice(("No answer", "Left voicemail")),
+                }
+            )
+        else:
+            rec.update(
+                {
+                    "Subject": act.title,
+                    "TaskSubtype": "Task",
+                    "Type": "Other",
+                    "CallType": None,
+                    "CallDurationInSeconds": None,
+                    "CallDisposition": None,
+                }
+            )
+        created = min(self.now, act.at) if open_task else self._after(act.at, 2)
+        if act.at > self.now:
+            created = self._between(self.now - timedelta(days=7), self.now)
+        rec.update(
+            {
+                "Status": "Not Started" if open_task else "Completed",
+                "Priority": "High" if act.kind == "task" and r.random() < 0.3 else "Normal",
+                "ActivityDate": act.at.date(),
+                "IsClosed": not open_task,
+                "CompletedDateTime": None if open_task else created,
+                "Description": act.detail if act.kind == "note" else None,
+                "OwnerId": owner,
+            }
+        )
+        self._sf_times(rec, created, self._after(created, 1))
+        self.sf["Task"].append(rec)
+
+    def _sf_event(self, p: _Person, who: str, what: str | None, act: _Act) -> None:
+        r = self.r
+        minutes = r.choice((30, 60, 60, 90))
+        created = (
+            self._between(self.now - timedelta(days=10), self.now)
+            if act.at > self.now
+            else self._between(act.at - timedelta(days=7), act.at)
+        )
+        created = max(created, self.now - _CREATION_SPAN)
+        rec: Record = {
+            "Id": self._new_sf_id("Event"),
+            "WhoId": who,
+            "WhatId": what,
+            "Subject": act.title,
+            "Type": "Meeting",
+            "EventSubtype": "Event",
+            "StartDateTime": act.at,
+            "EndDateTime": act.at + timedelta(minutes=minutes),
+            "ActivityDateTime": act.at,
+            "ActivityDate": act.at.date(),
+            "DurationInMinutes": minutes,
+            "Location": r.choice(("Zoom", "Teams", "Google Meet", p.company.city[0])),
+            "Description": None,
+            "OwnerId": self.users[p.owner][0],
+        }
+        self._sf_times(rec, created, self._after(created, 24))
+        self.sf["Event"].append(rec)
+
+
+@dataclass(slots=True)
+class _SfSide:
+    kind: str  # lead | converted | contact
+    created: datetime
+    lead_id: str | None = None
+    contact_id: str | None = None
+    account_id: str | None = None
+    opp_id: str | None = None
+    lead: Record | None = None
+    contact: Record | None = None
+    opp: Record | None = None
+    converted_at: datetime | None = None
+    extra: list[Record] = field(default_factory=list)
+    losers: list[Record] = field(default_factory=list)
+
+
+# ==================================================================================================
+# Behaviour tables (module level so they are built once)
+# ==================================================================================================
+_EN_QUALIFIERS: Final[tuple[str, ...]] = ("",) * 6 + (
+    "Global", "Digital", "United", "Pacific", "First", "Advanced", "Integrated", "Smart",
+)  # fmt: skip
+_JP_TAILS: Final[dict[str, tuple[tuple[str, str], ...]]] = {
+    "manufacturing": (("販売", "hanbai"), ("サービス", "service"), ("エンジニアリング", "eng")),
+    "electronics": (("販売", "hanbai"), ("サービス", "service"), ("テクノ", "techno")),
+    "chemicals": (("販売", "hanbai"),),
+    "food": (("販売", "hanbai"),),
+    "it_services": (("サービス", "service"), ("テクノ", "techno")),
+    "software": (("サービス", "service"),),
+}
+_FREE_SUFFIXES: Final[tuple[str, ...]] = tuple(
+    "@" + d for doms in data.FREE_MAIL.values() for d, _ in doms
+)
+_HS_CONTACT_KEYS: Final[tuple[str, ...]] = (
+    "email",
+    "hs_additional_emails",
+    "firstname",
+    "lastname",
+    "company",
+    "jobtitle",
+    "industry",
+    "numemployees",
+    "phone",
+    "mobilephone",
+    "country",
+    "state",
+    "city",
+    "zip",
+    "address",
+    "hs_language",
+    "lifecyclestage",
+    "hs_lead_status",
+    "hubspot_owner_id",
+    "hs_email_optout",
+    "hs_email_bounce",
+    "hs_analytics_source",
+    "hs_analytics_num_page_views",
+    "hs_analytics_last_visit_timestamp",
+    "recent_conversion_event_name",
+    "recent_conversion_date",
+    "first_conversion_event_name",
+    "first_conversion_date",
+    "num_conversion_events",
+    "salesforceleadid",
+    "salesforcecontactid",
+    "hs_merged_object_ids",
+)
+
+# How people first enter the database (trade shows and content downloads dominate in B2B).
+_FIRST_TOUCH: Final[_Weighted[str]] = _Weighted.of(
+    [
+        ("tradeshow", 20),
+        ("whitepaper", 20),
+        ("webinar", 14),
+        ("newsletter_signup", 9),
+        ("case_study", 6),
+        ("seminar", 6),
+        ("business_card", 12),
+        ("list_import", 8),
+        ("hand_raise", 1),
+    ]
+)
+_TOUCH_WEIGHTS: Final[dict[str, _Weighted[str]]] = {
+    "dormant": _Weighted.of([("newsletter", 90), ("whitepaper", 10)]),
+    "cold": _Weighted.of(
+        [("newsletter", 70), ("whitepaper", 15), ("webinar", 10), ("case_study", 5)]
+    ),
+    "warm": _Weighted.of(
+        [
+            ("newsletter", 30),
+            ("whitepaper", 25),
+            ("case_study", 15),
+            ("webinar", 20),
+            ("seminar", 7),
+            ("tradeshow", 3),
+        ]
+    ),
+    "hot": _Weighted.of(
+        [
+            ("newsletter", 20),
+            ("whitepaper", 15),
+            ("case_study", 25),
+            ("webinar", 25),
+            ("seminar", 10),
+            ("tradeshow", 5),
+        ]
+    ),
+}
+# Funnel stage per engagement tier (most leads stay leads; hot ones become deals).
+_STAGES: Final[dict[str, _Weighted[str]]] = {
+    "dormant": _Weighted.of([("subscriber", 35), ("lead", 55), ("disqualified", 10)]),
+    "cold": _Weighted.of([("subscriber", 20), ("lead", 60), ("mql", 15), ("disqualified", 5)]),
+    "warm": _Weighted.of([("lead", 30), ("mql", 45), ("sql", 20), ("lost", 5)]),
+    "hot": _Weighted.of(
+        [("mql", 10), ("sql", 30), ("opportunity", 30), ("customer", 18), ("lost", 12)]
+    ),
+}
+# How many marketing touches follow the first one, per engagement tier.
+_LINGER_DAYS: Final[dict[str, int]] = {"dormant": 3, "cold": 30, "warm": 90, "hot": 120}
+_MORE_TOUCHES: Final[dict[str, tuple[int, int]]] = {
+    "dormant": (0, 2),
+    "cold": (1, 4),
+    "warm": (3, 8),
+    "hot": (5, 12),
+}
+_OPEN_RATE: Final[dict[str, float]] = {"dormant": 0.6, "cold": 0.85, "warm": 1.0, "hot": 1.0}
+_PAGE_VIEWS: Final[dict[str, int]] = {
+    "newsletter": 0,
+    "newsletter_signup": 1,
+    "whitepaper": 3,
+    "case_study": 3,
+    "webinar": 2,
+    "seminar": 1,
+    "tradeshow": 0,
+    "hand_raise": 4,
+    "list_import": 0,
+    "business_card": 0,
+}
+_HS_LIFECYCLE: Final[dict[str, str]] = {
+    "subscriber": "subscriber",
+    "lead": "lead",
+    "mql": "marketingqualifiedlead",
+    "sql": "salesqualifiedlead",
+    "opportunity": "opportunity",
+    "customer": "customer",
+    # HubSpot does not move lifecycle stages backwards on its own: a lost deal stays "opportunity".
+    "lost": "opportunity",
+    "disqualified": "lead",
+}
+
+
+def _pick(*values: str) -> Any:
+    return lambda r: r.choice(values)
+
+
+_HS_LEAD_STATUS: Final[dict[str, Any]] = {
+    "subscriber": _pick("NEW"),
+    "lead": _pick("NEW", "NEW", "OPEN"),
+    "mql": _pick("NEW", "OPEN"),
+    "sql": _pick("IN_PROGRESS", "CONNECTED"),
+    "opportunity": _pick("OPEN_DEAL"),
+    "customer": _pick("OPEN_DEAL", "CONNECTED"),
+    "lost": _pick("BAD_TIMING", "UNQUALIFIED"),
+    "disqualified": _pick("UNQUALIFIED"),
+}
+_SF_LEAD_STATUS: Final[dict[str, Any]] = {
+    "subscriber": _pick("Open - Not Contacted"),
+    "lead": _pick("Open - Not Contacted"),
+    "mql": _pick("Open - Not Contacted"),
+    "sql": _pick("Working - Contacted"),
+    "opportunity": _pick("Working - Contacted"),
+    "customer": _pick("Working - Contacted"),
+    "lost": _pick("Closed - Not Converted"),
+    "disqualified": _pick("Closed - Not Converted"),
+}
+_HS_SOURCE: Final[dict[str, Any]] = {
+    "tradeshow": _pick("OFFLINE"),
+    "seminar": _pick("OFFLINE"),
+    "business_card": _pick("OFFLINE"),
+    "list_import": _pick("OFFLINE"),
+    "whitepaper": _pick("ORGANIC_SEARCH", "PAID_SEARCH", "PAID_SOCIAL", "SOCIAL_MEDIA"),
+    "case_study": _pick("ORGANIC_SEARCH", "PAID_SEARCH", "REFERRALS"),
+    "webinar": _pick("EMAIL_MARKETING", "PAID_SOCIAL", "ORGANIC_SEARCH"),
+    "newsletter_signup": _pick("ORGANIC_SEARCH", "DIRECT_TRAFFIC"),
+    "newsletter": _pick("EMAIL_MARKETING"),
+    "hand_raise": _pick("DIRECT_TRAFFIC", "ORGANIC_SEARCH", "REFERRALS"),
+}
+_SF_SOURCE: Final[dict[str, Any]] = {
+    "tradeshow": _pick("Trade Show"),
+    "seminar": _pick("Seminar - Internal"),
+    "business_card": _pick("Other", "Employee Referral"),
+    "list_import": _pick("Purchased List", "Partner Referral"),
+    "whitepaper": _pick("Web", "Web", "Advertisement"),
+    "case_study": _pick("Web"),
+    "webinar": _pick("Webinar"),
+    "newsletter_signup": _pick("Web"),
+    "newsletter": _pick("Web"),
+    "hand_raise": _pick("Web", "Phone Inquiry"),
+}

@@ -1,0 +1,324 @@
+"""Pull assets: each CRM object pulled incrementally from its stored cursor into the state store."""
+
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import dagster as dg
+
+from orchestration.defs.resources import (
+    HubSpotResource,
+    LeadDefinitionResource,
+    SalesforceResource,
+    StateStoreResource,
+    SyncSettings,
+)
+from orchestration.funnel.definition import LeadDefinition
+from orchestration.store import StateStore
+
+# Fields read besides the definition's field mappings and write-back fields: identity links,
+# activity signals and outcome columns the funnel needs.
+HUBSPOT_PROPERTIES: dict[str, tuple[str, ...]] = {
+    "contacts": (
+        "mobilephone",
+        "salesforceleadid",
+        "salesforcecontactid",
+        "hs_merged_object_ids",
+        "hs_analytics_num_page_views",
+        "hs_analytics_last_visit_timestamp",
+        "recent_conversion_event_name",
+        "recent_conversion_date",
+        "first_conversion_event_name",
+        "first_conversion_date",
+        "num_conversion_events",
+        "hs_lead_status",
+        "associatedcompanyid",
+    ),
+    "companies": ("name", "domain", "industry", "numberofemployees", "country"),
+    "emails": ("hs_timestamp", "hs_email_direction", "hs_email_subject", "hs_email_status"),
+    "calls": ("hs_timestamp", "hs_call_title", "hs_call_direction", "hs_call_status"),
+    "meetings": ("hs_timestamp", "hs_meeting_title", "hs_meeting_outcome"),
+    "notes": ("hs_timestamp",),
+}
+
+SALESFORCE_FIELDS: dict[str, tuple[str, ...]] = {
+    "Lead": (
+        "MobilePhone",
+        "ConvertedContactId",
+        "ConvertedAccountId",
+        "ConvertedOpportunityId",
+        "ConvertedDate",
+        "MasterRecordId",
+    ),
+    "Contact": ("AccountId", "MobilePhone", "Department", "MasterRecordId"),
+    "Account": ("Name", "Website", "Industry", "NumberOfEmployees", "BillingCountry"),
+    "Task": (
+        "WhoId",
+        "WhatId",
+        "Subject",
+        "TaskSubtype",
+        "Type",
+        "Status",
+        "ActivityDate",
+        "CreatedDate",
+    ),
+    "Event": ("WhoId", "WhatId", "Subject", "StartDateTime", "ActivityDateTime", "CreatedDate"),
+    "Campaign": ("Name", "Type", "Status", "StartDate"),
+    "CampaignMember": (
+        "CampaignId",
+        "LeadId",
+        "ContactId",
+        "Status",
+        "HasResponded",
+        "FirstRespondedDate",
+        "CreatedDate",
+    ),
+    "Opportunity": ("Name", "AccountId", "StageName", "IsClosed", "IsWon", "Amount", "CloseDate"),
+    "OpportunityContactRole": ("OpportunityId", "ContactId", "IsPrimary", "Role"),
+}
+
+
+def hubspot_properties(object_type: str, definition: LeadDefinition) -> list[str]:
+    mapped = definition.field_mappings.get(f"hubspot:{object_type}", {})
+    own = definition.writeback_fields("hubspot") if object_type == "contacts" else []
+    return list(dict.fromkeys([*mapped, *HUBSPOT_PROPERTIES.get(object_type, ()), *own]))
+
+
+def salesforce_fields(sobject: str, definition: LeadDefinition) -> list[str]:
+    mapped = definition.field_mappings.get(f"salesforce:{sobject}", {})
+    own = definition.writeback_fields("salesforce") if sobject in ("Lead", "Contact") else []
+    return list(dict.fromkeys([*mapped, *SALESFORCE_FIELDS.get(sobject, ()), *own]))
+
+
+# Stamps every write moves, ours included (see StateStore.upsert_source_records).
+STAMP_FIELDS = frozenset(
+    {
+        "lastmodifieddate",
+        "hs_lastmodifieddate",
+        "SystemModstamp",
+        "LastModifiedDate",
+        "LastModifiedById",
+    }
+)
+
+
+def _store_pages(
+    store: StateStore,
+    system: str,
+    obj: str,
+    pages: Iterable[list[dict[str, Any]]],
+    definition: LeadDefinition,
+) -> tuple[int, int, datetime | None]:
+    """Store every page; returns (records, echoes of our own writes, high-water mark)."""
+    pulled_at = datetime.now(UTC)
+    echo_fields = frozenset(definition.writeback_fields(system))
+    count, echoes, high_water = 0, 0, None
+    for page in pages:
+        echoes += store.upsert_source_records(
+            system,
+            obj,
+            page,
+            pulled_at=pulled_at,
+            echo_fields=echo_fields,
+            stamp_fields=STAMP_FIELDS,
+        )
+        count += len(page)
+        for record in page:
+            modified = record.get("_modified_at")
+            if modified is not None and (high_water is None or modified > high_water):
+                high_water = modified
+    return count, echoes, high_water
+
+
+def _pull_hubspot(
+    context: dg.AssetExecutionContext,
+    hubspot: HubSpotResource,
+    state_store: StateStoreResource,
+    lead_definition: LeadDefinitionResource,
+    settings: SyncSettings,
+    object_types: tuple[str, ...],
+    *,
+    with_contacts: bool = False,
+) -> dg.MaterializeResult:
+    connector, store = hubspot.connector(), state_store.store()
+    definition = lead_definition.definition()
+    pulled: dict[str, int] = {}
+    echoes = 0
+    for object_type in object_types:
+        since = None if settings.full else store.get_cursor("hubspot", object_type)
+        pages = connector.pull(
+            object_type,
+            hubspot_properties(object_type, definition),
+            since,
+            with_contacts=with_contacts,
+        )
+        pulled[object_type], echo, high_water = _store_pages(
+            store, "hubspot", object_type, pages, definition
+        )
+        echoes += echo
+        store.set_cursor("hubspot", object_type, high_water)
+        context.log.info(f"hubspot {object_type}: {pulled[object_type]} records since {since}")
+    return dg.MaterializeResult(
+        metadata={
+            "records_pulled": sum(pulled.values()),
+            "records_by_object": pulled,
+            "echoes_of_our_writes": echoes,
+            "api_calls": hubspot.calls_since_last_report(),
+        }
+    )
+
+
+def _pull_salesforce(
+    context: dg.AssetExecutionContext,
+    salesforce: SalesforceResource,
+    state_store: StateStoreResource,
+    lead_definition: LeadDefinitionResource,
+    settings: SyncSettings,
+    sobjects: tuple[str, ...],
+) -> dg.MaterializeResult:
+    connector, store = salesforce.connector(), state_store.store()
+    definition = lead_definition.definition()
+    pulled: dict[str, int] = {}
+    echoes = 0
+    for sobject in sobjects:
+        since = None if settings.full else store.get_cursor("salesforce", sobject)
+        pages: Iterator[list[dict[str, Any]]] = connector.pull(
+            sobject, salesforce_fields(sobject, definition), since
+        )
+        pulled[sobject], echo, high_water = _store_pages(
+            store, "salesforce", sobject, pages, definition
+        )
+        echoes += echo
+        store.set_cursor("salesforce", sobject, high_water)
+        context.log.info(f"salesforce {sobject}: {pulled[sobject]} records since {since}")
+    return dg.MaterializeResult(
+        metadata={
+            "records_pulled": sum(pulled.values()),
+            "records_by_object": pulled,
+            "echoes_of_our_writes": echoes,
+            "api_calls": salesforce.calls_since_last_report(),
+        }
+    )
+
+
+_HS = {"group_name": "hubspot", "kinds": {"hubspot"}, "pool": "hubspot_api"}
+_SF = {"group_name": "salesforce", "kinds": {"salesforce"}, "pool": "salesforce_api"}
+
+
+@dg.asset(key=["hubspot", "contacts"], **_HS)
+def hubspot_contacts(
+    context: dg.AssetExecutionContext,
+    hubspot: HubSpotResource,
+    state_store: StateStoreResource,
+    lead_definition: LeadDefinitionResource,
+    settings: SyncSettings,
+) -> dg.MaterializeResult:
+    """HubSpot contacts changed since the last pull."""
+    return _pull_hubspot(context, hubspot, state_store, lead_definition, settings, ("contacts",))
+
+
+@dg.asset(key=["hubspot", "companies"], **_HS)
+def hubspot_companies(
+    context: dg.AssetExecutionContext,
+    hubspot: HubSpotResource,
+    state_store: StateStoreResource,
+    lead_definition: LeadDefinitionResource,
+    settings: SyncSettings,
+) -> dg.MaterializeResult:
+    """HubSpot companies changed since the last pull."""
+    return _pull_hubspot(context, hubspot, state_store, lead_definition, settings, ("companies",))
+
+
+@dg.asset(key=["hubspot", "engagements"], **_HS)
+def hubspot_engagements(
+    context: dg.AssetExecutionContext,
+    hubspot: HubSpotResource,
+    state_store: StateStoreResource,
+    lead_definition: LeadDefinitionResource,
+    settings: SyncSettings,
+) -> dg.MaterializeResult:
+    """HubSpot emails, calls, meetings and notes with their contacts, changed since last pull."""
+    return _pull_hubspot(
+        context,
+        hubspot,
+        state_store,
+        lead_definition,
+        settings,
+        ("emails", "calls", "meetings", "notes"),
+        with_contacts=True,
+    )
+
+
+@dg.asset(key=["salesforce", "leads"], **_SF)
+def salesforce_leads(
+    context: dg.AssetExecutionContext,
+    salesforce: SalesforceResource,
+    state_store: StateStoreResource,
+    lead_definition: LeadDefinitionResource,
+    settings: SyncSettings,
+) -> dg.MaterializeResult:
+    """Salesforce Leads (deleted and converted ones included) changed since the last pull."""
+    return _pull_salesforce(context, salesforce, state_store, lead_definition, settings, ("Lead",))
+
+
+@dg.asset(key=["salesforce", "contacts"], **_SF)
+def salesforce_contacts(
+    context: dg.AssetExecutionContext,
+    salesforce: SalesforceResource,
+    state_store: StateStoreResource,
+    lead_definition: LeadDefinitionResource,
+    settings: SyncSettings,
+) -> dg.MaterializeResult:
+    """Salesforce Contacts and their Accounts changed since the last pull."""
+    return _pull_salesforce(
+        context, salesforce, state_store, lead_definition, settings, ("Contact", "Account")
+    )
+
+
+@dg.asset(key=["salesforce", "tasks_events"], **_SF)
+def salesforce_tasks_events(
+    context: dg.AssetExecutionContext,
+    salesforce: SalesforceResource,
+    state_store: StateStoreResource,
+    lead_definition: LeadDefinitionResource,
+    settings: SyncSettings,
+) -> dg.MaterializeResult:
+    """Salesforce Tasks, Events and campaign responses changed since the last pull."""
+    return _pull_salesforce(
+        context,
+        salesforce,
+        state_store,
+        lead_definition,
+        settings,
+        ("Task", "Event", "Campaign", "CampaignMember"),
+    )
+
+
+@dg.asset(key=["salesforce", "opportunities"], **_SF)
+def salesforce_opportunities(
+    context: dg.AssetExecutionContext,
+    salesforce: SalesforceResource,
+    state_store: StateStoreResource,
+    lead_definition: LeadDefinitionResource,
+    settings: SyncSettings,
+) -> dg.MaterializeResult:
+    """Salesforce Opportunities and their contact roles changed since the last pull."""
+    return _pull_salesforce(
+        context,
+        salesforce,
+        state_store,
+        lead_definition,
+        settings,
+        ("Opportunity", "OpportunityContactRole"),
+    )
+
+
+PULL_ASSETS = [
+    hubspot_contacts,
+    hubspot_companies,
+    hubspot_engagements,
+    salesforce_leads,
+    salesforce_contacts,
+    salesforce_tasks_events,
+    salesforce_opportunities,
+]

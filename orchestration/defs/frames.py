@@ -1,0 +1,43 @@
+"""The derived frames the assets persist, each with the schema it is read back with."""
+
+import polars as pl
+
+from orchestration.funnel.model import ACTIVITY_SCHEMA, CANONICAL_LEAD_SCHEMA, IDENTITY_SCHEMA
+from orchestration.funnel.normalize import OUTCOME_SCHEMA
+from orchestration.funnel.nurture.render import RENDER_COLUMNS
+from orchestration.funnel.nurture.select import ASSIGNMENT_SCHEMA
+from orchestration.funnel.scoring import SCORE_SCHEMA
+from orchestration.funnel.stages import STAGES_SCHEMA
+from orchestration.funnel.unify import GOLDEN_SCHEMA, TARGET_SCHEMA
+from orchestration.funnel.writeback import PLAN_SCHEMA
+from orchestration.store import StateStore
+
+FRAME_SCHEMAS: dict[str, dict[str, pl.DataType]] = {
+    "leads_normalized": CANONICAL_LEAD_SCHEMA,
+    "activities_normalized": ACTIVITY_SCHEMA,
+    "outcomes": OUTCOME_SCHEMA,
+    "identity": IDENTITY_SCHEMA,
+    "unified_leads": GOLDEN_SCHEMA,
+    "writeback_targets": TARGET_SCHEMA,
+    "activities": {**ACTIVITY_SCHEMA, "unified_id": pl.String()},
+    "scores": SCORE_SCHEMA,
+    "stages": STAGES_SCHEMA,
+    "nurture_assignments": {**ASSIGNMENT_SCHEMA, **RENDER_COLUMNS},
+    "writeback_plan": PLAN_SCHEMA,
+    "report_funnel": {
+        "stage": pl.String(),
+        "reached": pl.Int64(),
+        "conversion_from_previous": pl.Float64(),
+    },
+}
+
+
+def read(store: StateStore, name: str) -> pl.DataFrame:
+    """A persisted frame with its declared dtypes (empty, with columns, before its first run)."""
+    return store.read_frame(name, FRAME_SCHEMAS[name])
+
+
+def write(store: StateStore, name: str, frame: pl.DataFrame) -> None:
+    if name not in FRAME_SCHEMAS:
+        raise KeyError(f"unknown frame {name!r}: declare its schema in FRAME_SCHEMAS")
+    store.replace_frame(name, frame)

@@ -1,0 +1,254 @@
+"""Rendering nurture templates: one sandboxed Jinja2 environment for render, lint and preview.
+
+Templates are written by marketers and filled with data typed into web forms by strangers, so:
+
+* `SandboxedEnvironment`: a template cannot reach Python internals (`''.__class__...` raises
+  `SecurityError`);
+* `StrictUndefined`: a misspelt variable fails loudly in lint/preview instead of sending an email
+  with a hole in it;
+* autoescape for `.html` / `.html.j2`, off for `.txt`: lead data such as `<script>` is escaped in
+  HTML bodies and left as typed in plain text;
+* a typed context (`NurtureContext`): templates see exactly these fields;
+* the loader strips each file's front matter, so a template can be rendered by name and can
+  `{% extends "_layout/email.html.j2" %}`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import jinja2
+import polars as pl
+from jinja2 import FileSystemLoader, StrictUndefined
+from jinja2.environment import Environment
+from jinja2.sandbox import SandboxedEnvironment
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+
+from orchestration.funnel.nurture.templates import Template, TemplateError
+from orchestration.funnel.scoring import ensure_columns
+
+
+class LeadContext(BaseModel):
+    """What a template may say about the lead. Missing values are "" so `{% if %}` works."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    first_name: str = ""
+    last_name: str = ""
+    company: str = ""
+    title: str = ""
+    locale: str = "en"
+
+    @field_validator("first_name", "last_name", "company", "title", mode="before")
+    @classmethod
+    def _blank_for_none(cls, value: object) -> object:
+        return "" if value is None else value
+
+
+class Links(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    unsubscribe_url: str
+    content_url: str
+
+
+class NurtureContext(BaseModel):
+    """The whole typed context of a nurture render."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    lead: LeadContext
+    stage: str
+    score: int
+    temperature: str
+    links: Links
+
+
+class RenderedContent(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    subject: str
+    body: str
+
+
+# The same delimiters python-frontmatter's YAML handler uses: a "---" line, YAML, a "---" line.
+_FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n.*?^---[ \t]*(?:\r?\n|\Z)", re.S | re.M)
+
+
+class _FrontMatterLoader(FileSystemLoader):
+    """A FileSystemLoader that hides the YAML front matter from Jinja.
+
+    The front matter is replaced by a Jinja comment of the same lines, so error line numbers
+    still point at the right line of the file and the output does not start with blank lines.
+    """
+
+    def get_source(self, environment: Environment, template: str) -> tuple[str, str, Any]:
+        source, filename, uptodate = super().get_source(environment, template)
+        match = _FRONT_MATTER.match(source)
+        if match is None:
+            return source, filename, uptodate
+        head, body = match.group(0), source[match.end() :]
+        if "#}" in head:
+            # Cannot wrap in a comment safely; keep line numbers with plain newlines instead.
+            return "\n" * head.count("\n") + body, filename, uptodate
+        return "{#" + head + "-#}" + body, filename, uptodate
+
+
+def _autoescape(name: str | None) -> bool:
+    if name is None:  # from_string: subjects are plain text (an email header)
+        return False
+    return name.endswith((".html.j2", ".html", ".htm"))
+
+
+def make_environment(root: Path) -> SandboxedEnvironment:
+    """THE environment every render, lint and preview uses (see module docstring)."""
+    return SandboxedEnvironment(
+        loader=_FrontMatterLoader(str(root), encoding="utf-8"),
+        undefined=StrictUndefined,
+        autoescape=_autoescape,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+_HEADER_WS = re.compile(r"\s+")
+
+
+@lru_cache(maxsize=512)
+def _subject_template(env: SandboxedEnvironment, source: str) -> jinja2.Template:
+    # Subjects are compiled once per environment, not once per lead.
+    return env.from_string(source)
+
+
+def render(
+    template: Template, context: NurtureContext, env: SandboxedEnvironment
+) -> RenderedContent:
+    """Render subject and body of `template` for one lead.
+
+    The subject is rendered without escaping (it is not HTML) and folded to one line, because a
+    newline typed into a form field must never become a new email header.
+    """
+    values = context.model_dump()
+    subject = _subject_template(env, template.subject).render(values)
+    body = env.get_template(template.name).render(values)
+    return RenderedContent(subject=_HEADER_WS.sub(" ", subject).strip(), body=body)
+
+
+# What render_assignments adds to each assignment row.
+RENDER_COLUMNS: dict[str, pl.DataType] = {
+    "next_subject": pl.String(),
+    "body": pl.String(),
+    "render_error": pl.String(),
+}
+
+# Placeholder link targets until the sites' URLs are configured; callers pass `links` to override.
+_DEFAULT_LINK_BASE = "https://www.example.com"
+
+
+def default_links(unified_id: str, template: Template) -> Links:
+    """Placeholder links: the content page of the template and an unsubscribe page per lead."""
+    return Links(
+        unsubscribe_url=f"{_DEFAULT_LINK_BASE}/email/unsubscribe?lead={quote(unified_id)}",
+        content_url=f"{_DEFAULT_LINK_BASE}/{template.locale}/resources/{quote(template.id)}",
+    )
+
+
+_REUSE_KEY = ["unified_id", "template_id", "template_version", "locale", "status"]
+
+
+def render_assignments(
+    assignments: pl.DataFrame,
+    leads: pl.DataFrame,
+    templates: list[Template],
+    env: SandboxedEnvironment,
+    *,
+    links: Callable[[str, Template], Links] = default_links,
+    previous: pl.DataFrame | None = None,
+) -> pl.DataFrame:
+    """The assignments (select_next output) with next_subject, body and render_error added.
+
+    Rendering is per lead, so it is kept to what changed: a row whose assignment (template,
+    version, locale, status) equals its row in `previous` (an earlier output of this function)
+    reuses that rendering. Rows without a template stay unrendered (nulls).
+    `leads` has unified_id, first_name, last_name, company, title, stage, score, temperature;
+    `links(unified_id, template)` builds the lead's unsubscribe and content URLs. The context's
+    `lead.locale` is the locale of the content, so a fallback-to-en lead gets an English layout.
+    A template error for one lead lands in `render_error` instead of stopping the batch.
+    """
+    out_schema = {**dict(assignments.schema), **RENDER_COLUMNS}
+    base = assignments.drop([c for c in RENDER_COLUMNS if c in assignments.columns])
+    reused = pl.DataFrame(schema={**{c: base.schema[c] for c in _REUSE_KEY}, **RENDER_COLUMNS})
+    if previous is not None and not previous.is_empty() and "body" in previous.columns:
+        reused = (
+            ensure_columns(previous, RENDER_COLUMNS)
+            .filter(pl.col("body").is_not_null() & pl.col("render_error").is_null())
+            .select(
+                *[pl.col(c).cast(base.schema[c], strict=False) for c in _REUSE_KEY],
+                *[pl.col(c).cast(t) for c, t in RENDER_COLUMNS.items()],
+            )
+            .unique(_REUSE_KEY, keep="last")
+        )
+    kept = base.join(reused, on=_REUSE_KEY, how="inner", nulls_equal=True)
+    todo = base.join(reused.select(_REUSE_KEY), on=_REUSE_KEY, how="anti", nulls_equal=True)
+
+    by_id = {t.id: t for t in templates}
+    lead_cols = ["first_name", "last_name", "company", "title", "stage", "score", "temperature"]
+    lead_rows = (
+        ensure_columns(leads, {c: pl.Int64() if c == "score" else pl.String() for c in lead_cols})
+        .select("unified_id", *lead_cols)
+        .unique("unified_id", keep="first")
+    )
+    wanted = todo.filter(pl.col("template_id").is_not_null()).select("unified_id", "template_id")
+    rendered: list[dict[str, object]] = []
+    rows = wanted.join(lead_rows, on="unified_id", how="left")
+    for row in rows.iter_rows(named=True):  # per lead by nature: one email each
+        template = by_id.get(row["template_id"])
+        record: dict[str, object] = {
+            "unified_id": row["unified_id"],
+            "next_subject": None,
+            "body": None,
+            "render_error": None,
+        }
+        if template is None:
+            record["render_error"] = f"unknown template {row['template_id']!r}"
+            rendered.append(record)
+            continue
+        try:
+            context = NurtureContext(
+                lead=LeadContext(
+                    first_name=row["first_name"],
+                    last_name=row["last_name"],
+                    company=row["company"],
+                    title=row["title"],
+                    locale=template.locale,
+                ),
+                stage=row["stage"] or "",
+                score=int(row["score"] or 0),
+                temperature=row["temperature"] or "",
+                links=links(row["unified_id"], template),
+            )
+            content = render(template, context, env)
+            record["next_subject"], record["body"] = content.subject, content.body
+        except (TemplateError, ValidationError, jinja2.TemplateError) as exc:
+            record["render_error"] = f"{template.name}: {type(exc).__name__}: {exc}"
+        rendered.append(record)
+    fresh = todo.join(
+        pl.DataFrame(rendered, schema={"unified_id": pl.String(), **RENDER_COLUMNS}),
+        on="unified_id",
+        how="left",
+    )
+    result = pl.concat(
+        [kept.select(list(out_schema)), fresh.select(list(out_schema))], how="vertical_relaxed"
+    )
+    # Back in the order of `assignments`.
+    return (
+        base.select("unified_id")
+        .join(result, on="unified_id", how="inner", maintain_order="left")
+        .select([pl.col(c).cast(t) for c, t in out_schema.items()])
+    )

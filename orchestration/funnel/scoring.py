@@ -1,0 +1,370 @@
+"""Lead scoring: fit (who the lead is) + engagement (what it did, decaying) + negatives.
+
+Everything here is vectorised polars driven by the lead definition:
+
+* fit: employee-count band, the strongest seniority keyword in the title (per locale, en as the
+  fallback), target industry and target country;
+* engagement: each activity earns its type's points × 0.5^(age_days / half_life), summed per type
+  and capped per type, then summed per lead, floored at 0 and capped in total;
+* negatives (competitor domain, free-mail, student, inactivity) are applied after that floor, so a
+  competitor cannot hide behind a busy activity history;
+* temperature bands and hand-raise come from the definition too.
+
+`reasons` explains each score with its top contributions, which sales sees next to the number.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import polars as pl
+
+from orchestration.funnel.definition import LeadDefinition
+from orchestration.funnel.model import UTC_TS
+
+# Output of `score`, one row per unified lead. `last_hand_raise_at` is an addition to the columns
+# the stage rules need: a recycled lead reopens only on a hand-raise made after it was recycled.
+SCORE_SCHEMA: dict[str, pl.DataType] = {
+    "unified_id": pl.String(),
+    "fit_score": pl.Int64(),
+    "engagement_score": pl.Int64(),
+    "score": pl.Int64(),
+    "temperature": pl.String(),
+    "hand_raise": pl.Boolean(),
+    "last_activity_at": UTC_TS,
+    "last_hand_raise_at": UTC_TS,
+    "reasons": pl.String(),
+}
+
+# The lead columns scoring reads; missing ones are treated as unknown (null).
+LEAD_INPUT_SCHEMA: dict[str, pl.DataType] = {
+    "unified_id": pl.String(),
+    "title": pl.String(),
+    "employee_count": pl.Int64(),
+    "industry": pl.String(),
+    "country": pl.String(),
+    "locale": pl.String(),
+    "email_domain": pl.String(),
+    "email_is_free": pl.Boolean(),
+}
+
+MAX_REASONS = 5
+_MICROS_PER_DAY = 86_400_000_000
+
+
+def as_utc(now: datetime) -> datetime:
+    """A timezone-aware UTC datetime; a naive one is taken to be UTC already."""
+    return now.replace(tzinfo=UTC) if now.tzinfo is None else now.astimezone(UTC)
+
+
+def ensure_columns(frame: pl.DataFrame, schema: dict[str, pl.DataType]) -> pl.DataFrame:
+    """Add any schema column the frame lacks as nulls, so optional inputs need no special cases."""
+    missing = [
+        pl.lit(None, dtype=dt).alias(c) for c, dt in schema.items() if c not in frame.columns
+    ]
+    return frame.with_columns(missing) if missing else frame
+
+
+def keyword_regex(keyword: str) -> str:
+    """Case-insensitive regex for one keyword; ASCII words get word boundaries.
+
+    Boundaries keep "Head" from matching "Headquarters" and "VP" from matching "MVP". Japanese has
+    no spaces between words, so 部長 must match inside 営業部長.
+    """
+    escaped = pl.escape_regex(keyword)
+    if keyword.isascii():
+        return rf"(?i)\b{escaped}\b"
+    return f"(?i){escaped}"
+
+
+def _any_keyword(column: str, keywords: list[str]) -> pl.Expr:
+    if not keywords:
+        return pl.lit(False)
+    ascii_words = [pl.escape_regex(k) for k in keywords if k.isascii()]
+    other = [pl.escape_regex(k) for k in keywords if not k.isascii()]
+    parts = []
+    if ascii_words:
+        parts.append(r"\b(?:" + "|".join(ascii_words) + r")\b")
+    if other:
+        parts.append("(?:" + "|".join(other) + ")")
+    return pl.col(column).str.contains("(?i)" + "|".join(parts)).fill_null(False)
+
+
+def competitor_expr(definition: LeadDefinition) -> pl.Expr:
+    """True where `email_domain` is (a subdomain of) a listed competitor domain."""
+    domains = [d.lower().lstrip("@") for d in definition.scoring.negatives.competitor.domains]
+    if not domains:
+        return pl.lit(False)
+    domain = pl.col("email_domain").str.to_lowercase()
+    suffix = "(?:" + "|".join(r"\." + pl.escape_regex(d) for d in domains) + ")$"
+    return (domain.is_in(domains) | domain.str.contains(suffix)).fill_null(False)
+
+
+def student_expr(definition: LeadDefinition) -> pl.Expr:
+    """True where the email domain is academic or the title names a student."""
+    rule = definition.scoring.negatives.student
+    suffixes = [
+        s.lower() if s.startswith(".") else "." + s.lower() for s in rule.email_domain_suffixes
+    ]
+    domain = pl.col("email_domain").str.to_lowercase()
+    academic = (
+        domain.str.contains("(?:" + "|".join(pl.escape_regex(s) for s in suffixes) + ")$")
+        if suffixes
+        else pl.lit(False)
+    )
+    return (academic.fill_null(False) | _any_keyword("title", rule.title_keywords)).fill_null(False)
+
+
+def normalise_industry(expr: pl.Expr) -> pl.Expr:
+    """Fold case and punctuation: "Computer Software" and COMPUTER_SOFTWARE compare equal."""
+    return expr.str.to_lowercase().str.replace_all(r"[^\p{L}\p{N}]+", "_").str.strip_chars("_")
+
+
+def _fold_industry(value: str) -> str:
+    # The Python twin of normalise_industry, for the (few) configured target values.
+    folded = pl.select(normalise_industry(pl.lit(value, dtype=pl.String))).item()
+    return str(folded)
+
+
+def _size_points(definition: LeadDefinition) -> tuple[pl.Expr, pl.Expr]:
+    """(points, rule name) for the employee-count band."""
+    count = pl.col("employee_count")
+    points: pl.Expr = pl.lit(0, dtype=pl.Int64)
+    label: pl.Expr = pl.lit(None, dtype=pl.String)
+    for band in reversed(definition.scoring.fit.employee_bands):
+        cond = count >= band.min
+        if band.max is not None:
+            cond = cond & (count <= band.max)
+        name = f"fit:employees:{band.min}-{band.max}" if band.max else f"fit:employees:{band.min}+"
+        points = pl.when(cond).then(pl.lit(band.points, dtype=pl.Int64)).otherwise(points)
+        label = pl.when(cond).then(pl.lit(name)).otherwise(label)
+    return points.fill_null(0), label
+
+
+def _seniority_keyword(keywords: dict[str, int]) -> pl.Expr:
+    """The keyword that decides seniority: any negative one first (most negative), else the highest.
+
+    One `str.contains` per keyword, evaluated over the whole column; the first match in this order
+    wins, so "営業本部長" scores as 本部長 rather than 部長.
+    """
+    ordered = sorted(
+        keywords.items(), key=lambda kv: (kv[1] >= 0, -abs(kv[1]) if kv[1] < 0 else -kv[1], kv[0])
+    )
+    chosen: pl.Expr = pl.lit(None, dtype=pl.String)
+    for keyword, _ in reversed(ordered):
+        hit = pl.col("title").str.contains(keyword_regex(keyword)).fill_null(False)
+        chosen = pl.when(hit).then(pl.lit(keyword)).otherwise(chosen)
+    return chosen
+
+
+def _seniority(definition: LeadDefinition) -> tuple[pl.Expr, pl.Expr]:
+    """(points, rule name) for the title: the lead's locale keywords, falling back to en."""
+    seniority = definition.scoring.fit.seniority
+    locale = pl.col("locale").str.to_lowercase()
+    local_key: pl.Expr = pl.lit(None, dtype=pl.String)
+    for loc, keywords in seniority.items():
+        if loc == "en":
+            continue
+        key = pl.lit(f"{loc}:") + _seniority_keyword(keywords)
+        local_key = pl.when(locale == loc).then(key).otherwise(local_key)
+    key = pl.coalesce(local_key, pl.lit("en:") + _seniority_keyword(seniority["en"]))
+    mapping = {f"{loc}:{kw}": pts for loc, kws in seniority.items() for kw, pts in kws.items()}
+    points = key.replace_strict(mapping, default=0, return_dtype=pl.Int64).fill_null(0)
+    return points, pl.lit("fit:seniority:") + key.str.split_exact(":", 1).struct.field("field_1")
+
+
+def _engagement(
+    leads: pl.DataFrame, activities: pl.DataFrame, definition: LeadDefinition, now: datetime
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(per lead×type capped points, per lead activity facts) from the activity timeline."""
+    eng = definition.scoring.engagement
+    table = pl.DataFrame(
+        {
+            "activity_type": list(eng.activities),
+            "points": [float(a.points) for a in eng.activities.values()],
+            "cap": [float(a.cap) for a in eng.activities.values()],
+            "half_life": [eng.half_life(t) for t in eng.activities],
+        }
+    )
+    window_start = now - timedelta(days=definition.scoring.hand_raise.window_days)
+    acts = (
+        ensure_columns(activities, {"unified_id": pl.String(), "activity_type": pl.String()})
+        .select("unified_id", "activity_type", pl.col("occurred_at").cast(UTC_TS))
+        .filter(pl.col("unified_id").is_not_null() & (pl.col("occurred_at") <= pl.lit(now)))
+        # Only leads being scored: activities of other leads are not this run's business.
+        .join(leads.select("unified_id"), on="unified_id", how="semi")
+    )
+    hand_raise_types = definition.scoring.hand_raise.activity_types
+    facts = acts.group_by("unified_id").agg(
+        pl.col("occurred_at").max().alias("last_activity_at"),
+        pl.col("occurred_at")
+        .filter(pl.col("activity_type").is_in(hand_raise_types))
+        .max()
+        .alias("last_hand_raise_at"),
+    )
+    facts = facts.with_columns(
+        (pl.col("last_hand_raise_at") >= pl.lit(window_start)).fill_null(False).alias("hand_raise")
+    )
+    age_days = (pl.lit(now) - pl.col("occurred_at")).dt.total_microseconds() / _MICROS_PER_DAY
+    per_type = (
+        acts.join(table, on="activity_type", how="inner")
+        .with_columns(
+            (pl.col("points") * pl.lit(0.5).pow(age_days / pl.col("half_life"))).alias("decayed")
+        )
+        .group_by("unified_id", "activity_type")
+        .agg(
+            pl.col("decayed").sum(),
+            pl.col("points").first().alias("points"),
+            pl.col("cap").first(),
+        )
+        .with_columns(
+            # A positive type is capped at +cap, a negative one at -cap.
+            pl.when(pl.col("points") >= 0)
+            .then(pl.col("decayed").clip(upper_bound=pl.col("cap")))
+            .otherwise(pl.col("decayed").clip(lower_bound=-pl.col("cap")))
+            .alias("points")
+        )
+        .select(
+            "unified_id",
+            (pl.lit("engagement:") + pl.col("activity_type")).alias("rule"),
+            "points",
+        )
+    )
+    return per_type, facts
+
+
+def score(
+    unified: pl.DataFrame,
+    activities: pl.DataFrame,
+    definition: LeadDefinition,
+    *,
+    now: datetime,
+) -> pl.DataFrame:
+    """Score every unified lead: fit, engagement, total, temperature, hand-raise and reasons.
+
+    `unified` needs unified_id (title, employee_count, industry, country, locale, email_domain and
+    email_is_free are read when present); `activities` has the ACTIVITY_SCHEMA columns plus
+    unified_id. Returns SCORE_SCHEMA, one row per unified lead.
+    """
+    now = as_utc(now)
+    rules = definition.scoring
+    leads = ensure_columns(unified, LEAD_INPUT_SCHEMA).unique(
+        "unified_id", keep="first", maintain_order=True
+    )
+
+    size_pts, size_rule = _size_points(definition)
+    sen_pts, sen_rule = _seniority(definition)
+    targets = [_fold_industry(v) for v in rules.fit.industries.values]
+    countries = [c.upper() for c in rules.fit.countries.values]
+    industry_hit = normalise_industry(pl.col("industry")).is_in(targets).fill_null(False)
+    country_hit = pl.col("country").str.to_uppercase().is_in(countries).fill_null(False)
+
+    wide = leads.select(
+        "unified_id",
+        size_pts.alias("p_size"),
+        size_rule.alias("r_size"),
+        sen_pts.alias("p_seniority"),
+        sen_rule.alias("r_seniority"),
+        pl.when(industry_hit).then(rules.fit.industries.points).otherwise(0).alias("p_industry"),
+        pl.when(country_hit).then(rules.fit.countries.points).otherwise(0).alias("p_country"),
+        pl.when(competitor_expr(definition))
+        .then(rules.negatives.competitor.points)
+        .otherwise(0)
+        .alias("p_competitor"),
+        pl.when(pl.col("email_is_free").fill_null(False))
+        .then(rules.negatives.free_mail.points)
+        .otherwise(0)
+        .alias("p_free_mail"),
+        pl.when(student_expr(definition))
+        .then(rules.negatives.student.points)
+        .otherwise(0)
+        .alias("p_student"),
+    )
+
+    per_type, facts = _engagement(leads, activities, definition, now)
+    engagement = per_type.group_by("unified_id").agg(pl.col("points").sum().alias("eng_raw"))
+
+    inactive_before = now - timedelta(days=rules.negatives.inactivity.days)
+    wide = (
+        wide.join(facts, on="unified_id", how="left")
+        .join(engagement, on="unified_id", how="left")
+        .with_columns(
+            pl.col("hand_raise").fill_null(False),
+            # Only a lead that was active and went quiet is penalised: a new lead without any
+            # activity yet has simply not been reached.
+            pl.when(pl.col("last_activity_at") < pl.lit(inactive_before))
+            .then(rules.negatives.inactivity.points)
+            .otherwise(0)
+            .alias("p_inactivity"),
+            pl.col("eng_raw")
+            .fill_null(0.0)
+            .clip(0.0, float(rules.engagement.total_cap))
+            .round(0)
+            .cast(pl.Int64)
+            .alias("engagement_score"),
+        )
+        .with_columns(
+            pl.sum_horizontal("p_size", "p_seniority", "p_industry", "p_country")
+            .cast(pl.Int64)
+            .alias("fit_score"),
+            pl.sum_horizontal("p_competitor", "p_free_mail", "p_student", "p_inactivity")
+            .cast(pl.Int64)
+            .alias("negatives"),
+        )
+        .with_columns(
+            (pl.col("fit_score") + pl.col("engagement_score") + pl.col("negatives")).alias("score")
+        )
+    )
+    temp = rules.temperature
+    wide = wide.with_columns(
+        pl.when(pl.col("score") >= temp.hot_min)
+        .then(pl.lit("hot"))
+        .when(pl.col("score") >= temp.warm_min)
+        .then(pl.lit("warm"))
+        .otherwise(pl.lit("cold"))
+        .alias("temperature")
+    )
+
+    reasons = _reasons(wide, per_type)
+    return (
+        wide.join(reasons, on="unified_id", how="left")
+        .with_columns(pl.col("reasons").fill_null("[]"))
+        .select([pl.col(c).cast(dt) for c, dt in SCORE_SCHEMA.items()])
+    )
+
+
+def _reasons(wide: pl.DataFrame, per_type: pl.DataFrame) -> pl.DataFrame:
+    """Top contributions per lead as a JSON list of {"rule", "points"}, largest |points| first."""
+
+    def part(points: str, rule: pl.Expr) -> pl.DataFrame:
+        return wide.select(
+            "unified_id", rule.alias("rule"), pl.col(points).cast(pl.Float64).alias("points")
+        )
+
+    long = pl.concat(
+        [
+            part("p_size", pl.col("r_size")),
+            part("p_seniority", pl.col("r_seniority")),
+            part("p_industry", pl.lit("fit:industry")),
+            part("p_country", pl.lit("fit:country")),
+            part("p_competitor", pl.lit("negative:competitor")),
+            part("p_free_mail", pl.lit("negative:free_mail")),
+            part("p_student", pl.lit("negative:student")),
+            part("p_inactivity", pl.lit("negative:inactivity")),
+            per_type.with_columns(pl.col("points").cast(pl.Float64)),
+        ]
+    )
+    return (
+        long.with_columns(pl.col("points").round(0).cast(pl.Int64))
+        .filter(pl.col("points") != 0)
+        .sort(
+            ["unified_id", pl.col("points").abs(), "rule"],
+            descending=[False, True, False],
+        )
+        .group_by("unified_id", maintain_order=True)
+        .head(MAX_REASONS)
+        .with_columns(pl.struct("rule", "points").struct.json_encode().alias("json"))
+        .group_by("unified_id")
+        .agg(pl.col("json").str.join(","))
+        .select("unified_id", (pl.lit("[") + pl.col("json") + pl.lit("]")).alias("reasons"))
+    )

@@ -1,0 +1,392 @@
+"""Lifecycle stages: one stage per unified lead, and an append-only ledger of every change.
+
+Each run computes a *target* stage from the rules, strongest evidence first:
+
+    Customer     a won opportunity
+    Opportunity  an open opportunity
+    SQL          converted, a qualified Lead.Status, or a sales-generated lead source (SGL)
+    SAL          a working Lead.Status (sales accepted it)
+    MQL          a hand-raise, or score >= mql_score_min
+    MAL          fit >= mal_fit_min and not a competitor or student
+    Lead         everyone else
+
+and then decides the new stage against the previous one:
+
+* forward moves (target above previous) are automatic;
+* a target below the previous stage keeps the previous stage: the ledger never slips backwards
+  silently, because a score that decays or a field that empties is not a decision;
+* backward moves happen only along the definition's declared edges, each with a reason code:
+  - disqualify (any → Disqualified): Lead.Status is a closed-not-converted status (unless an
+    opportunity exists), or the lead is a competitor / student (unless sales evidence puts it at
+    SAL or beyond);
+  - recycle (MQL/SAL/SQL → Recycled), only when the rules no longer support the previous stage
+    and Salesforce shows sales handed the lead back: Lead.Status is one of the definition's
+    recycle statuses (reason from that map), or, for a lead sales had accepted (SAL/SQL), the
+    status went back to an open status (reason no_response). An SGL or converted lead keeps SQL
+    because its target is still SQL;
+  - reopen (Recycled → MQL): a hand-raise made after the recycle, or new activity after the
+    recycle with the score at or over the MQL threshold (a fresh "score crossing");
+* sales evidence (target at or above `sales_reentry.min_stage`) lifts a Recycled or Disqualified
+  lead back into the funnel at that stage (rule "sales_reentry") once no disqualify rule holds.
+
+Only changes produce ledger rows; a first-seen lead gets one row from null.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import polars as pl
+
+from orchestration.funnel.definition import (
+    ALL_STAGES,
+    OFF_FUNNEL_STAGES,
+    STAGE_ORDER,
+    LeadDefinition,
+)
+from orchestration.funnel.model import UTC_TS
+from orchestration.funnel.scoring import as_utc, competitor_expr, ensure_columns, student_expr
+
+__all__ = [
+    "ALL_STAGES",
+    "LEDGER_SCHEMA",
+    "OFF_FUNNEL_STAGES",
+    "STAGES_SCHEMA",
+    "STAGE_ORDER",
+    "assign_stages",
+    "illegal_transitions",
+    "is_legal_transition",
+    "legal_transitions",
+]
+
+STAGES_SCHEMA: dict[str, pl.DataType] = {
+    "unified_id": pl.String(),
+    "stage": pl.String(),
+    "stage_entered_at": UTC_TS,
+}
+
+LEDGER_SCHEMA: dict[str, pl.DataType] = {
+    "unified_id": pl.String(),
+    "from_stage": pl.String(),
+    "to_stage": pl.String(),
+    "rule": pl.String(),
+    "reason": pl.String(),
+    "definition_version": pl.String(),
+    "at": UTC_TS,
+}
+
+_LEAD_INPUT: dict[str, pl.DataType] = {
+    "unified_id": pl.String(),
+    "sf_status": pl.String(),
+    "sf_is_converted": pl.Boolean(),
+    "lead_source": pl.String(),
+    "has_open_opportunity": pl.Boolean(),
+    "has_won_opportunity": pl.Boolean(),
+    "email_domain": pl.String(),
+    "title": pl.String(),
+}
+
+_SCORE_INPUT: dict[str, pl.DataType] = {
+    "unified_id": pl.String(),
+    "fit_score": pl.Int64(),
+    "score": pl.Int64(),
+    "hand_raise": pl.Boolean(),
+    "last_activity_at": UTC_TS,
+    "last_hand_raise_at": UTC_TS,
+}
+
+_RANK = {stage: i for i, stage in enumerate(STAGE_ORDER)}
+
+
+def _rank(expr: pl.Expr) -> pl.Expr:
+    # Off-funnel and unknown stages have no rank (null).
+    return expr.replace_strict(_RANK, default=None, return_dtype=pl.Int64)
+
+
+def _lower(values: list[str] | dict[str, str]) -> list[str]:
+    return [v.strip().lower() for v in values]
+
+
+def _choose(branches: list[tuple[pl.Expr, pl.Expr, pl.Expr, pl.Expr]]) -> list[pl.Expr]:
+    """Three parallel when-chains (stage, rule, reason) over the same ordered conditions."""
+    out: list[pl.Expr] = []
+    for i, name in ((1, "new_stage"), (2, "rule"), (3, "reason")):
+        chain: pl.Expr = pl.lit(None, dtype=pl.String)
+        for branch in reversed(branches):
+            chain = pl.when(branch[0]).then(branch[i]).otherwise(chain)
+        out.append(chain.alias(name))
+    return out
+
+
+def assign_stages(
+    unified: pl.DataFrame,
+    scores: pl.DataFrame,
+    previous: pl.DataFrame | None,
+    definition: LeadDefinition,
+    *,
+    now: datetime,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Current stage of every lead in `unified`, and the ledger rows this run adds.
+
+    Returns (stages: STAGES_SCHEMA, ledger: LEDGER_SCHEMA). `previous` holds the stages before this
+    run (unified_id, stage, stage_entered_at) or None on the first run.
+    """
+    now = as_utc(now)
+    ss = definition.sales_status
+    thresholds = definition.scoring.thresholds
+    if previous is None:
+        previous = pl.DataFrame(schema=STAGES_SCHEMA)
+
+    frame = (
+        ensure_columns(unified, _LEAD_INPUT)
+        .unique("unified_id", keep="first", maintain_order=True)
+        .with_columns(
+            competitor_expr(definition).alias("is_competitor"),
+            student_expr(definition).alias("is_student"),
+            pl.col("sf_status").str.strip_chars().str.to_lowercase().alias("status"),
+            pl.col("lead_source").str.strip_chars().str.to_lowercase().alias("source"),
+        )
+        .select(
+            "unified_id",
+            "status",
+            "source",
+            pl.col("sf_status"),
+            pl.col("lead_source"),
+            pl.col("sf_is_converted").fill_null(False),
+            pl.col("has_open_opportunity").fill_null(False),
+            pl.col("has_won_opportunity").fill_null(False),
+            "is_competitor",
+            "is_student",
+        )
+        .join(
+            ensure_columns(scores, _SCORE_INPUT).select(list(_SCORE_INPUT)),
+            on="unified_id",
+            how="left",
+        )
+        .join(
+            previous.select(
+                "unified_id",
+                pl.col("stage").alias("prev_stage"),
+                pl.col("stage_entered_at").cast(UTC_TS).alias("prev_entered_at"),
+            ),
+            on="unified_id",
+            how="left",
+        )
+        .with_columns(
+            pl.col("fit_score").fill_null(0),
+            pl.col("score").fill_null(0),
+            pl.col("hand_raise").fill_null(False),
+        )
+    )
+
+    # 1. The forward target, strongest evidence first, with the rule that produced it.
+    status, source = pl.col("status"), pl.col("source")
+    excluded = pl.col("is_competitor") | pl.col("is_student")
+    forward: list[tuple[pl.Expr, pl.Expr, pl.Expr, pl.Expr]] = [
+        (
+            pl.col("has_won_opportunity"),
+            pl.lit("Customer"),
+            pl.lit("won_opportunity"),
+            pl.lit("won opportunity"),
+        ),
+        (
+            pl.col("has_open_opportunity"),
+            pl.lit("Opportunity"),
+            pl.lit("open_opportunity"),
+            pl.lit("open opportunity"),
+        ),
+        (
+            pl.col("sf_is_converted"),
+            pl.lit("SQL"),
+            pl.lit("converted"),
+            pl.lit("Salesforce lead converted"),
+        ),
+        (
+            status.is_in(_lower(ss.sql)).fill_null(False),
+            pl.lit("SQL"),
+            pl.lit("sales_qualified"),
+            pl.format("Lead.Status={}", pl.col("sf_status")),
+        ),
+        (
+            source.is_in(_lower(ss.sgl_lead_sources)).fill_null(False),
+            pl.lit("SQL"),
+            pl.lit("sgl"),
+            pl.format("sales-generated: lead_source={}", pl.col("lead_source")),
+        ),
+        (
+            status.is_in(_lower(ss.sal)).fill_null(False),
+            pl.lit("SAL"),
+            pl.lit("sales_accepted"),
+            pl.format("Lead.Status={}", pl.col("sf_status")),
+        ),
+        (
+            pl.col("hand_raise"),
+            pl.lit("MQL"),
+            pl.lit("hand_raise"),
+            pl.lit("hand-raise (contact, demo or quote request)"),
+        ),
+        (
+            pl.col("score") >= thresholds.mql_score_min,
+            pl.lit("MQL"),
+            pl.lit("score_threshold"),
+            pl.format("score {} >= {}", pl.col("score"), pl.lit(thresholds.mql_score_min)),
+        ),
+        (
+            (pl.col("fit_score") >= thresholds.mal_fit_min) & ~excluded,
+            pl.lit("MAL"),
+            pl.lit("fit_threshold"),
+            pl.format("fit {} >= {}", pl.col("fit_score"), pl.lit(thresholds.mal_fit_min)),
+        ),
+        (pl.lit(True), pl.lit("Lead"), pl.lit("new_lead"), pl.lit("first seen")),
+    ]
+    target, target_rule, target_reason = _choose(forward)
+    frame = frame.with_columns(
+        target.alias("target"),
+        target_rule.alias("target_rule"),
+        target_reason.alias("target_reason"),
+    ).with_columns(
+        _rank(pl.col("target")).alias("target_rank"),
+        _rank(pl.col("prev_stage")).alias("prev_rank"),
+    )
+
+    # 2. Backward-edge conditions.
+    target_rank, prev_rank, prev = pl.col("target_rank"), pl.col("prev_rank"), pl.col("prev_stage")
+    dq_status = {k.strip().lower(): v for k, v in ss.disqualified.items()}
+    recycle_status = {k.strip().lower(): v for k, v in ss.recycle.items()}
+    mql, sal, opp = _RANK["MQL"], _RANK["SAL"], _RANK["Opportunity"]
+    dq_reason = (
+        pl.when(status.is_in(list(dq_status)).fill_null(False) & (target_rank < opp))
+        .then(status.replace_strict(dq_status, default=None, return_dtype=pl.String))
+        .when(pl.col("is_competitor") & (target_rank <= mql))
+        .then(pl.lit("competitor"))
+        .when(pl.col("is_student") & (target_rank <= mql))
+        .then(pl.lit("student"))
+    )
+    recycle_edge = definition.backward_edges.recycle
+    recycle_reason = pl.when(
+        prev.is_in(recycle_edge.from_stages).fill_null(False) & (target_rank < prev_rank)
+    ).then(
+        pl.when(status.is_in(list(recycle_status)).fill_null(False))
+        .then(status.replace_strict(recycle_status, default=None, return_dtype=pl.String))
+        .when((prev_rank >= sal) & status.is_in(_lower(ss.open)).fill_null(False))
+        .then(pl.lit("no_response"))
+    )
+    entered = pl.col("prev_entered_at")
+    reopen_reason = (
+        pl.when(pl.col("hand_raise") & (pl.col("last_hand_raise_at") > entered).fill_null(False))
+        .then(pl.lit("hand_raise"))
+        .when(
+            (pl.col("score") >= thresholds.mql_score_min)
+            & (pl.col("last_activity_at") > entered).fill_null(False)
+        )
+        .then(pl.lit("score_crossing"))
+    )
+    reentry = definition.sales_reentry
+    frame = frame.with_columns(
+        dq_reason.alias("dq_reason"),
+        recycle_reason.alias("recycle_reason"),
+        reopen_reason.alias("reopen_reason"),
+        (target_rank >= _RANK[reentry.min_stage]).fill_null(False).alias("sales_evidence"),
+    )
+
+    # 3. Decide against the previous stage.
+    dq = pl.col("dq_reason").is_not_null()
+    first_seen = prev.is_null() | ~prev.is_in(list(ALL_STAGES))
+    in_funnel = prev.is_in(list(STAGE_ORDER))
+    can_reenter = prev.is_in(reentry.from_stages) & pl.col("sales_evidence")
+    keep = (prev, pl.lit(None, dtype=pl.String), pl.lit(None, dtype=pl.String))
+    to_target = (pl.col("target"), pl.col("target_rule"), pl.col("target_reason"))
+    disqualify = (pl.lit("Disqualified"), pl.lit("disqualify"), pl.col("dq_reason"))
+    decisions: list[tuple[pl.Expr, pl.Expr, pl.Expr, pl.Expr]] = [
+        (first_seen & dq, *disqualify),
+        (first_seen, *to_target),
+        # A disqualified lead that is still disqualified stays put (no new row).
+        ((prev == "Disqualified") & dq, *keep),
+        (dq, *disqualify),
+        (in_funnel & (target_rank > prev_rank), *to_target),
+        (
+            in_funnel & pl.col("recycle_reason").is_not_null(),
+            pl.lit("Recycled"),
+            pl.lit("recycle"),
+            pl.col("recycle_reason"),
+        ),
+        (can_reenter, pl.col("target"), pl.lit("sales_reentry"), pl.col("target_reason")),
+        (
+            (prev == "Recycled") & pl.col("reopen_reason").is_not_null(),
+            pl.lit("MQL"),
+            pl.lit("reopen"),
+            pl.col("reopen_reason"),
+        ),
+        (pl.lit(True), *keep),
+    ]
+    frame = frame.with_columns(_choose(decisions)).with_columns(
+        pl.col("new_stage").ne_missing(prev).alias("changed")
+    )
+
+    stages = frame.select(
+        "unified_id",
+        pl.col("new_stage").alias("stage"),
+        pl.when(pl.col("changed"))
+        .then(pl.lit(now, dtype=UTC_TS))
+        .otherwise(pl.col("prev_entered_at"))
+        .alias("stage_entered_at"),
+    )
+    ledger = frame.filter(pl.col("changed")).select(
+        "unified_id",
+        prev.alias("from_stage"),
+        pl.col("new_stage").alias("to_stage"),
+        "rule",
+        "reason",
+        pl.lit(definition.version, dtype=pl.String).alias("definition_version"),
+        pl.lit(now, dtype=UTC_TS).alias("at"),
+    )
+    return (
+        stages.select([pl.col(c).cast(t) for c, t in STAGES_SCHEMA.items()]),
+        ledger.select([pl.col(c).cast(t) for c, t in LEDGER_SCHEMA.items()]),
+    )
+
+
+def is_legal_transition(from_stage: str | None, to_stage: str, definition: LeadDefinition) -> bool:
+    """Whether the lifecycle allows from_stage → to_stage (None: a lead seen for the first time).
+
+    Legal: a first sighting at any stage but Recycled; a forward move within STAGE_ORDER; a move
+    along a declared backward edge; sales re-entry from Recycled/Disqualified to a stage at or
+    above `sales_reentry.min_stage`. Staying put is not a transition.
+    """
+    if to_stage not in ALL_STAGES:
+        return False
+    if from_stage is None:
+        return to_stage != "Recycled"
+    if from_stage not in ALL_STAGES or from_stage == to_stage:
+        return False
+    if any(edge.allows(from_stage, to_stage) for edge in definition.backward_edges.all().values()):
+        return True
+    if from_stage in STAGE_ORDER and to_stage in STAGE_ORDER:
+        return _RANK[to_stage] > _RANK[from_stage]
+    reentry = definition.sales_reentry
+    return (
+        from_stage in reentry.from_stages
+        and to_stage in STAGE_ORDER
+        and _RANK[to_stage] >= _RANK[reentry.min_stage]
+    )
+
+
+def legal_transitions(definition: LeadDefinition) -> pl.DataFrame:
+    """Every legal (from_stage, to_stage) pair; from_stage null is a first sighting."""
+    pairs = [
+        (f, t)
+        for f in (None, *ALL_STAGES)
+        for t in ALL_STAGES
+        if is_legal_transition(f, t, definition)
+    ]
+    return pl.DataFrame(
+        {"from_stage": [p[0] for p in pairs], "to_stage": [p[1] for p in pairs]},
+        schema={"from_stage": pl.String(), "to_stage": pl.String()},
+    )
+
+
+def illegal_transitions(ledger: pl.DataFrame, definition: LeadDefinition) -> pl.DataFrame:
+    """Ledger rows whose transition the definition does not allow (for an asset check)."""
+    return ledger.join(
+        legal_transitions(definition), on=["from_stage", "to_stage"], how="anti", nulls_equal=True
+    )

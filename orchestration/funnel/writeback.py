@@ -1,0 +1,222 @@
+"""Write-back planning: the per-field diff between what each CRM should hold and what it holds.
+
+The plan is a long frame, one row per (CRM record, field) to send. It is built with joins only:
+the desired values are melted to (unified_id, column, value), joined to the CRM records of each
+unified lead and to the field map of the definition, then compared with the CRM's current values.
+
+Rules:
+
+* Only changed fields: values are compared in a canonical string form, so 42, "42" and "42.0" are
+  equal and None equals "" (numbers travel as strings through the CRMs' APIs and come back with
+  decimals; a blank is a blank whichever way a system spells it).
+* Deleted records and converted Salesforce Leads (which Salesforce refuses to update) are not
+  targets; a converted lead is written through its Contact.
+* Never blank a value: a desired null/"" is never planned. A lead that lost its next content keeps
+  the last one shown in the CRM rather than having the field wiped.
+* Ownership (`owner` per field in the definition's `writeback` section):
+  - `leadsync` (every v1 field): leadsync is the source of truth, so a value a person typed into
+    the CRM is overwritten on the next run;
+  - `crm`: leadsync only proposes a value while the CRM still holds what leadsync last wrote
+    (`last_written`) or nothing at all; once a person has changed it, the CRM's value stands.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import polars as pl
+
+from orchestration.funnel.definition import LeadDefinition
+from orchestration.funnel.scoring import ensure_columns
+
+PLAN_SCHEMA: dict[str, pl.DataType] = {
+    "system": pl.String(),
+    "object": pl.String(),
+    "record_id": pl.String(),
+    "source_id": pl.String(),
+    "field": pl.String(),
+    "current_value": pl.String(),
+    "new_value": pl.String(),
+}
+
+_VALUES_SCHEMA: dict[str, pl.DataType] = {
+    "record_id": pl.String(),
+    "field": pl.String(),
+    "value": pl.String(),
+}
+
+# Integral floats up to this size print exactly as integers.
+_MAX_EXACT_INT = 2.0**53
+
+
+def canonical_value(expr: pl.Expr) -> pl.Expr:
+    """The comparison form of a value: trimmed, numbers without a trailing ".0", blank → null."""
+    text = expr.cast(pl.String).str.strip_chars()
+    number = text.cast(pl.Float64, strict=False)
+    finite = number.is_not_null() & number.is_finite()
+    return (
+        pl.when(text.is_null() | (text == ""))
+        .then(pl.lit(None, dtype=pl.String))
+        .when(finite & (number == number.floor()) & (number.abs() < _MAX_EXACT_INT))
+        .then(number.cast(pl.Int64).cast(pl.String))
+        .when(finite)
+        .then(number.cast(pl.String))
+        .otherwise(text)
+    )
+
+
+def _as_text(frame: pl.DataFrame, column: str) -> pl.Expr:
+    # Numbers are sent in canonical form (42, not 42.0); everything else as its string.
+    if frame.schema[column].is_numeric():
+        return canonical_value(pl.col(column)).alias(column)
+    return pl.col(column).cast(pl.String).alias(column)
+
+
+def _values(frame: pl.DataFrame | None, name: str) -> pl.DataFrame:
+    if frame is None:
+        frame = pl.DataFrame(schema=_VALUES_SCHEMA)
+    # One value per (record, field): the last row wins if a pull delivered duplicates.
+    return (
+        frame.select("record_id", "field", pl.col("value").cast(pl.String))
+        .unique(["record_id", "field"], keep="last", maintain_order=True)
+        .rename({"value": name})
+    )
+
+
+def plan_writeback(
+    desired: pl.DataFrame,
+    targets: pl.DataFrame,
+    current: pl.DataFrame,
+    last_written: pl.DataFrame | None,
+    definition: LeadDefinition,
+) -> pl.DataFrame:
+    """The fields to write, per CRM record (PLAN_SCHEMA), sorted by system, record and field.
+
+    `desired`: one row per unified_id with the canonical output columns (stage, scores,
+    temperature, next_template_id, next_subject, ...). `targets`: unified_id, record_id,
+    source_system, source_object, source_id. `current` and `last_written`: long frames
+    (record_id, field, value) of what each CRM holds now and what leadsync last wrote.
+    """
+    fields = pl.DataFrame(
+        definition.writeback_field_rows(),
+        schema={
+            "system": pl.String(),
+            "object": pl.String(),
+            "field": pl.String(),
+            "column": pl.String(),
+            "owner": pl.String(),
+        },
+    )
+    columns = [c for c in fields["column"].unique(maintain_order=True) if c in desired.columns]
+    if not columns:
+        return pl.DataFrame(schema=PLAN_SCHEMA)
+    # unified_id is both the key and a value (leadsync_unified_id), so the key gets its own name.
+    long = (
+        desired.unique("unified_id", keep="last", maintain_order=True)
+        .select(
+            pl.col("unified_id").cast(pl.String).alias("_key"),
+            *[_as_text(desired, c) for c in columns],
+        )
+        .unpivot(index="_key", on=columns, variable_name="column", value_name="new_value")
+        .rename({"_key": "unified_id"})
+    )
+    # Records that cannot take a write: deleted ones, and converted Salesforce Leads (Salesforce
+    # rejects updates to them; the converted Contact is a target of its own).
+    writable = ~pl.col("is_deleted").fill_null(False) & ~(
+        (pl.col("source_system") == "salesforce")
+        & (pl.col("source_object") == "Lead")
+        & pl.col("sf_is_converted").fill_null(False)
+    )
+    targets = ensure_columns(
+        targets, {"is_deleted": pl.Boolean(), "sf_is_converted": pl.Boolean()}
+    ).filter(writable)
+    plan = (
+        targets.select(
+            pl.col("unified_id").cast(pl.String),
+            pl.col("record_id").cast(pl.String),
+            pl.col("source_system").alias("system"),
+            pl.col("source_object").alias("object"),
+            pl.col("source_id").cast(pl.String),
+        )
+        .join(fields, on=["system", "object"], how="inner")
+        .join(long, on=["unified_id", "column"], how="inner")
+        .join(_values(current, "current_value"), on=["record_id", "field"], how="left")
+        .join(_values(last_written, "last_value"), on=["record_id", "field"], how="left")
+        .with_columns(
+            canonical_value(pl.col("new_value")).alias("new_c"),
+            canonical_value(pl.col("current_value")).alias("cur_c"),
+            canonical_value(pl.col("last_value")).alias("last_c"),
+        )
+        .filter(
+            # never blank a value
+            pl.col("new_c").is_not_null()
+            # only what differs from the CRM now
+            & pl.col("new_c").ne_missing(pl.col("cur_c"))
+            # a CRM-owned field a person has changed since our last write stays theirs
+            & ~(
+                (pl.col("owner") == "crm")
+                & pl.col("cur_c").is_not_null()
+                & pl.col("cur_c").ne_missing(pl.col("last_c"))
+            )
+        )
+    )
+    return plan.select([pl.col(c).cast(t) for c, t in PLAN_SCHEMA.items()]).sort(
+        "system", "object", "record_id", "field"
+    )
+
+
+def current_values(raw: Mapping[str, pl.DataFrame], definition: LeadDefinition) -> pl.DataFrame:
+    """What each CRM record holds now for leadsync's fields, long: (record_id, field, value).
+
+    `raw` maps "<system>:<object>" to the pulled records as string columns (HubSpot id in `id`,
+    falling back to `hs_object_id`; Salesforce in `Id`). A field the pull did not return reads as
+    null, so it is planned as missing rather than silently skipped.
+    """
+    parts: list[pl.DataFrame] = []
+    objects: dict[tuple[str, str], list[str]] = {}
+    for row in definition.writeback_field_rows():
+        objects.setdefault((row["system"], row["object"]), []).append(row["field"])
+    for (system, obj), field_names in objects.items():
+        frame = raw.get(f"{system}:{obj}")
+        if frame is None or frame.is_empty():
+            continue
+        ids = [
+            c for c in (("id", "hs_object_id") if system == "hubspot" else ("Id",)) if c in frame
+        ]
+        if not ids:
+            continue
+        record_id = pl.lit(f"{system}:{obj}:") + pl.coalesce(
+            [pl.col(c).cast(pl.String).str.strip_chars() for c in ids]
+        )
+        values = [
+            (
+                pl.col(f).cast(pl.String) if f in frame.columns else pl.lit(None, dtype=pl.String)
+            ).alias(f)
+            for f in field_names
+        ]
+        parts.append(
+            frame.select(record_id.alias("record_id"), *values)
+            .filter(pl.col("record_id").is_not_null())
+            .unpivot(index="record_id", on=field_names, variable_name="field", value_name="value")
+        )
+    if not parts:
+        return pl.DataFrame(schema=_VALUES_SCHEMA)
+    return pl.concat(parts).select(list(_VALUES_SCHEMA))
+
+
+def apply_plan(current: pl.DataFrame, plan: pl.DataFrame) -> pl.DataFrame:
+    """`current` (record_id, field, value) as it will be once every planned write succeeded.
+
+    Used for dry runs and to update the store's view of the CRMs after a successful apply; the
+    result is also what `last_written` should hold for those fields.
+    """
+    written = plan.select("record_id", "field", pl.col("new_value").alias("value"))
+    return pl.concat(
+        [
+            current.select(list(_VALUES_SCHEMA)).join(
+                written, on=["record_id", "field"], how="anti"
+            ),
+            written,
+        ],
+        how="vertical_relaxed",
+    ).sort("record_id", "field")

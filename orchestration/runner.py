@@ -1,0 +1,109 @@
+"""Run the sync job in process and summarise it from the assets' materialization metadata.
+
+Shared by `leadsync sync`, `leadsync plan` and `leadsync demo`, and by the end-to-end tests, so the
+summary users read is the one the tests assert on.
+"""
+
+import os
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import dagster as dg
+
+from orchestration.definitions import ALL_ASSETS, sync_job
+from orchestration.defs.resources import SyncSettings, build_resources
+from orchestration.defs.writeback import WRITEBACK_CHECKS
+
+PULL_ASSETS = {
+    "hubspot": ("hubspot/contacts", "hubspot/companies", "hubspot/engagements"),
+    "salesforce": (
+        "salesforce/leads",
+        "salesforce/contacts",
+        "salesforce/tasks_events",
+        "salesforce/opportunities",
+    ),
+}
+WRITE_ASSETS = {"hubspot": "hubspot/writeback", "salesforce": "salesforce/writeback"}
+
+
+@dataclass
+class SyncSummary:
+    """What one run did, in the users' terms."""
+
+    records_pulled: dict[str, int] = field(default_factory=dict)
+    unified_leads: int = 0
+    merged_records: int = 0
+    leads_by_stage: dict[str, int] = field(default_factory=dict)
+    templates_chosen: dict[str, int] = field(default_factory=dict)
+    fields_planned: dict[str, int] = field(default_factory=dict)
+    fields_written: dict[str, int] = field(default_factory=dict)
+    rejected_rows: dict[str, int] = field(default_factory=dict)
+    api_calls: dict[str, int] = field(default_factory=dict)
+    dry_run: bool = False
+    success: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _metadata(result: dg.ExecuteInProcessResult) -> dict[str, dict[str, Any]]:
+    """Materialization metadata per asset key ("leads/unified"), as plain values."""
+    out: dict[str, dict[str, Any]] = {}
+    for event in result.get_asset_materialization_events():
+        materialization = event.materialization
+        out[materialization.asset_key.to_user_string()] = {
+            key: value.value if isinstance(value, dg.MetadataValue) else value
+            for key, value in materialization.metadata.items()
+        }
+    return out
+
+
+def run_sync(
+    *,
+    dry_run: bool | None = None,
+    full: bool = False,
+    instance: dg.DagsterInstance | None = None,
+    resources: dict[str, Any] | None = None,
+    log_level: str = "WARNING",
+) -> SyncSummary:
+    """Materialize the whole sync graph once against whatever the environment points at."""
+    write_mode = "dry_run" if dry_run else os.environ.get("LEADSYNC_WRITE_MODE", "live")
+    settings = SyncSettings(write_mode=write_mode, full_refresh="true" if full else "false")
+    settings.dry_run  # noqa: B018 - validates LEADSYNC_WRITE_MODE before any work starts
+    bound = {**build_resources(), "settings": settings, **(resources or {})}
+    defs = dg.Definitions(
+        assets=ALL_ASSETS, asset_checks=WRITEBACK_CHECKS, jobs=[sync_job], resources=bound
+    )
+    job = defs.resolve_job_def("sync_job")
+    # Dagster's console logger speaks at DEBUG; the CLI prints its own summary instead.
+    run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
+    result = job.execute_in_process(
+        run_config=run_config, instance=instance or dg.DagsterInstance.ephemeral()
+    )
+    return summarise(result, dry_run=settings.dry_run)
+
+
+def summarise(result: dg.ExecuteInProcessResult, *, dry_run: bool) -> SyncSummary:
+    summary = SyncSummary(dry_run=dry_run, success=result.success)
+    meta = _metadata(result)
+    calls: Counter[str] = Counter()
+    for system, keys in PULL_ASSETS.items():
+        for key in keys:
+            summary.records_pulled[system] = summary.records_pulled.get(system, 0) + int(
+                meta.get(key, {}).get("records_pulled", 0)
+            )
+            calls[system] += int(meta.get(key, {}).get("api_calls", 0))
+    summary.merged_records = int(meta.get("leads/identity", {}).get("merged_records", 0))
+    summary.unified_leads = int(meta.get("leads/unified", {}).get("unified_leads", 0))
+    summary.leads_by_stage = dict(meta.get("leads/stages", {}).get("leads_by_stage", {}))
+    summary.templates_chosen = dict(meta.get("nurture/assignments", {}).get("templates_chosen", {}))
+    planned = meta.get("writeback/plan", {}).get("planned_by_system", {})
+    for system, key in WRITE_ASSETS.items():
+        written = meta.get(key, {})
+        summary.fields_planned[system] = int(planned.get(system, {}).get("fields", 0))
+        summary.fields_written[system] = int(written.get("fields_written", 0))
+        summary.rejected_rows[system] = int(written.get("rejected_records", 0))
+        calls[system] += int(written.get("api_calls", 0))
+    summary.api_calls = dict(calls)
+    return summary

@@ -1,0 +1,5 @@
+"""The state store: SQLAlchemy Core tables and bulk helpers (SQLite default, PostgreSQL by URL)."""
+
+from orchestration.store.store import DEFAULT_DB_URL, StateStore
+
+__all__ = ["DEFAULT_DB_URL", "StateStore"]

@@ -1,0 +1,322 @@
+"""Bulk reads and writes of the state store.
+
+SQLite by default (a file, no server), PostgreSQL by URL. Frames go in and out as polars; derived
+frames are stored whole per table (`replace_frame`) and raw CRM records are upserted by key, so a
+re-pulled record overwrites its previous version.
+"""
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from orchestration.store import tables
+
+DEFAULT_DB_URL = "sqlite:///.leadsync/state.db"
+_CHUNK = 1000
+
+
+def _json_default(value: object) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
+
+
+def _sa_type(dtype: pl.DataType) -> sa.types.TypeEngine[Any]:
+    if dtype == pl.Boolean():
+        return sa.Boolean()
+    if dtype.is_integer():
+        return sa.BigInteger()
+    if dtype.is_float():
+        return sa.Float()
+    if isinstance(dtype, pl.Datetime):
+        return sa.DateTime(timezone=True)
+    if dtype == pl.Date():
+        return sa.Date()
+    return sa.Text()  # strings, and lists/structs as JSON text
+
+
+class StateStore:
+    """The worker's memory between runs: raw records, cursors, derived frames and ledgers."""
+
+    def __init__(self, url: str = DEFAULT_DB_URL) -> None:
+        if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        self.url = url
+        self.engine = sa.create_engine(url, future=True)
+        if self.engine.dialect.name == "sqlite":
+            # WAL lets a reader (the CLI, a test) look while a run writes.
+            with self.engine.begin() as conn:
+                conn.exec_driver_sql("PRAGMA journal_mode=WAL")
+        self.migrate()
+
+    def migrate(self) -> None:
+        """Create missing tables and record the schema version (v1: create-only)."""
+        tables.metadata.create_all(self.engine)
+        with self.engine.begin() as conn:
+            current = conn.execute(sa.select(sa.func.max(tables.schema_version.c.version)))
+            if current.scalar() is None:
+                conn.execute(
+                    tables.schema_version.insert().values(
+                        version=tables.SCHEMA_VERSION, applied_at=datetime.now(UTC)
+                    )
+                )
+
+    # ---- raw CRM records -------------------------------------------------------------------
+
+    def _upsert(self, table: sa.Table, rows: Sequence[Mapping[str, Any]], keys: list[str]) -> None:
+        if not rows:
+            return
+        dialect = self.engine.dialect.name
+        insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+        update_cols = {c.name: insert.excluded[c.name] for c in table.columns if c.name not in keys}
+        stmt = insert.on_conflict_do_update(index_elements=keys, set_=update_cols)
+        with self.engine.begin() as conn:
+            for start in range(0, len(rows), _CHUNK):
+                conn.execute(stmt, list(rows[start : start + _CHUNK]))
+
+    def upsert_source_records(
+        self,
+        system: str,
+        obj: str,
+        records: Sequence[Mapping[str, Any]],
+        *,
+        pulled_at: datetime,
+        echo_fields: frozenset[str] = frozenset(),
+        stamp_fields: frozenset[str] = frozenset(),
+    ) -> int:
+        """Upsert pulled records (flat dicts with `id`, `_modified_at`, `_deleted`).
+
+        A record whose only differences from its stored version are in `echo_fields` (leadsync's
+        own write-back fields) and `stamp_fields` (modified-date stamps) is the echo of our own
+        write: it keeps its stored stamps, so our writes never look like a person's edit to the
+        rules that prefer the most recently updated record. Returns how many such echoes there were.
+        """
+        previous = self._payloads(system, obj, [str(r["id"]) for r in records])
+        ignored = echo_fields | stamp_fields
+        rows, echoes = [], 0
+        for r in records:
+            payload = json.loads(
+                json.dumps(
+                    {k: v for k, v in r.items() if not k.startswith("_")},
+                    ensure_ascii=False,
+                    default=_json_default,
+                )
+            )
+            modified_at = r.get("_modified_at")
+            old = previous.get(str(r["id"]))
+            if old is not None and ignored and _same_except(old[0], payload, ignored):
+                payload.update({k: old[0].get(k) for k in stamp_fields if k in old[0]})
+                modified_at = old[1]
+                echoes += 1
+            rows.append(
+                {
+                    "system": system,
+                    "object": obj,
+                    "source_id": str(r["id"]),
+                    "payload": json.dumps(payload, ensure_ascii=False),
+                    "modified_at": modified_at,
+                    "is_deleted": bool(r.get("_deleted", False)),
+                    "pulled_at": pulled_at,
+                }
+            )
+        self._upsert(tables.source_records, rows, ["system", "object", "source_id"])
+        return echoes
+
+    def _payloads(
+        self, system: str, obj: str, ids: Sequence[str]
+    ) -> dict[str, tuple[dict[str, Any], datetime | None]]:
+        t = tables.source_records
+        out: dict[str, tuple[dict[str, Any], datetime | None]] = {}
+        with self.engine.connect() as conn:
+            for start in range(0, len(ids), _CHUNK):
+                query = sa.select(t.c.source_id, t.c.payload, t.c.modified_at).where(
+                    t.c.system == system,
+                    t.c.object == obj,
+                    t.c.source_id.in_(ids[start : start + _CHUNK]),
+                )
+                for source_id, payload, modified_at in conn.execute(query):
+                    out[source_id] = (json.loads(payload), modified_at)
+        return out
+
+    def source_frame(self, system: str, obj: str) -> pl.DataFrame:
+        """All stored records of one CRM object as a frame of strings (one column per field)."""
+        t = tables.source_records
+        query = sa.select(t.c.payload).where(t.c.system == system, t.c.object == obj)
+        with self.engine.connect() as conn:
+            payloads = [json.loads(p) for (p,) in conn.execute(query)]
+        if not payloads:
+            return pl.DataFrame()
+        columns = sorted({k for p in payloads for k in p})
+        data = {
+            c: [_as_text(p.get(c)) for p in payloads]
+            for c in columns
+            if c != "contact_ids"  # association lists stay lists
+        }
+        frame = pl.DataFrame(data, schema={c: pl.String() for c in data})
+        if "contact_ids" in columns:
+            frame = frame.with_columns(
+                pl.Series(
+                    "contact_ids",
+                    [p.get("contact_ids") or [] for p in payloads],
+                    pl.List(pl.String()),
+                )
+            )
+        return frame
+
+    def count_source_records(self) -> dict[str, int]:
+        t = tables.source_records
+        query = sa.select(t.c.system, t.c.object, sa.func.count()).group_by(t.c.system, t.c.object)
+        with self.engine.connect() as conn:
+            return {f"{s}:{o}": n for s, o, n in conn.execute(query)}
+
+    # ---- cursors ---------------------------------------------------------------------------
+
+    def get_cursor(self, system: str, obj: str) -> datetime | None:
+        t = tables.cursors
+        with self.engine.connect() as conn:
+            value = conn.execute(
+                sa.select(t.c.high_water).where(t.c.system == system, t.c.object == obj)
+            ).scalar()
+        if value is not None and value.tzinfo is None:  # SQLite drops the zone
+            value = value.replace(tzinfo=UTC)
+        return value
+
+    def set_cursor(self, system: str, obj: str, high_water: datetime | None) -> None:
+        if high_water is None:
+            return
+        row = {
+            "system": system,
+            "object": obj,
+            "high_water": high_water,
+            "updated_at": datetime.now(UTC),
+        }
+        self._upsert(tables.cursors, [row], ["system", "object"])
+
+    # ---- derived frames --------------------------------------------------------------------
+
+    def replace_frame(self, name: str, frame: pl.DataFrame) -> None:
+        """Replace table `name` with the frame (list and struct columns stored as JSON)."""
+        table = sa.Table(
+            name,
+            sa.MetaData(),
+            *(sa.Column(c, _sa_type(frame.schema[c])) for c in frame.columns),
+        )
+        encoded = frame.with_columns(
+            pl.col(c).map_elements(
+                lambda v: json.dumps(
+                    v.to_list() if isinstance(v, pl.Series) else v,
+                    ensure_ascii=False,
+                    default=_json_default,
+                ),
+                return_dtype=pl.String(),
+            )
+            for c, dt in frame.schema.items()
+            if isinstance(dt, pl.List | pl.Struct)
+        )
+        with self.engine.begin() as conn:
+            table.drop(conn, checkfirst=True)
+            table.create(conn)
+            rows = encoded.to_dicts()
+            for start in range(0, len(rows), _CHUNK):
+                conn.execute(table.insert(), rows[start : start + _CHUNK])
+
+    def read_frame(
+        self, name: str, schema: Mapping[str, pl.DataType] | None = None
+    ) -> pl.DataFrame:
+        """Read a derived frame back; `schema` restores dtypes (lists from JSON, UTC datetimes)."""
+        if not sa.inspect(self.engine).has_table(name):
+            return pl.DataFrame(schema=dict(schema) if schema else None)
+        with self.engine.connect() as conn:
+            result = conn.execute(sa.text(f'SELECT * FROM "{name}"'))
+            columns = list(result.keys())
+            rows = result.fetchall()
+        data = {c: [r[i] for r in rows] for i, c in enumerate(columns)}
+        if schema is None:
+            return pl.DataFrame(data)
+        out: dict[str, pl.Series] = {}
+        for col, dtype in schema.items():
+            values = data.get(col, [None] * len(rows))
+            if isinstance(dtype, pl.List | pl.Struct):
+                values = [json.loads(v) if v is not None else None for v in values]
+            elif isinstance(dtype, pl.Datetime):
+                values = [_utc(v) for v in values]
+            out[col] = pl.Series(col, values, dtype=dtype, strict=False)
+        return pl.DataFrame(out)
+
+    # ---- ledgers ---------------------------------------------------------------------------
+
+    def append(self, table: sa.Table, rows: Sequence[Mapping[str, Any]]) -> None:
+        if not rows:
+            return
+        with self.engine.begin() as conn:
+            for start in range(0, len(rows), _CHUNK):
+                conn.execute(table.insert(), list(rows[start : start + _CHUNK]))
+
+    def upsert(self, table: sa.Table, rows: Sequence[Mapping[str, Any]], keys: list[str]) -> None:
+        self._upsert(table, rows, keys)
+
+    def read_table(self, table: sa.Table, schema: Mapping[str, pl.DataType]) -> pl.DataFrame:
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(*(table.c[c] for c in schema))).fetchall()
+        return pl.DataFrame(
+            {
+                c: pl.Series(
+                    c,
+                    [_utc(r[i]) if isinstance(dt, pl.Datetime) else r[i] for r in rows],
+                    dtype=dt,
+                    strict=False,
+                )
+                for i, (c, dt) in enumerate(schema.items())
+            }
+        )
+
+    def record_definition(self, version: str, content: str, run_id: str) -> None:
+        now = datetime.now(UTC)
+        with self.engine.begin() as conn:
+            exists = conn.execute(
+                sa.select(tables.definition_versions.c.version).where(
+                    tables.definition_versions.c.version == version
+                )
+            ).first()
+            if exists is None:
+                conn.execute(
+                    tables.definition_versions.insert().values(
+                        version=version, content=content, first_used_at=now
+                    )
+                )
+        self._upsert(
+            tables.definition_runs,
+            [{"run_id": run_id, "version": version, "used_at": now}],
+            ["run_id"],
+        )
+
+
+def _same_except(old: Mapping[str, Any], new: Mapping[str, Any], ignored: frozenset[str]) -> bool:
+    keys = (old.keys() | new.keys()) - ignored
+    return all(old.get(k) == new.get(k) for k in keys)
+
+
+def _as_text(value: object) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list | dict):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
+
+
+def _utc(value: object) -> object:
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if isinstance(value, datetime) and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value

@@ -1,0 +1,100 @@
+"""End to end: the whole Dagster graph, in process, against both sandboxes served over HTTP(S)."""
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from connectors.sandbox.server import Sandboxes
+from orchestration.runner import SyncSummary, run_sync
+
+pytestmark = pytest.mark.e2e
+
+SIZE = 400
+SEED = 11
+
+
+@pytest.fixture(scope="module")
+def sandboxes() -> Iterator[Sandboxes]:
+    with Sandboxes(size=SIZE, seed=SEED) as box:
+        yield box
+
+
+@pytest.fixture(scope="module")
+def runs(
+    sandboxes: Sandboxes, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[SyncSummary, SyncSummary, SyncSummary]]:
+    db = Path(tmp_path_factory.mktemp("state")) / "state.db"
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in sandboxes.env().items():
+            mp.setenv(key, value)
+        mp.setenv("LEADSYNC_DB_URL", f"sqlite:///{db}")
+        mp.setenv("LEADSYNC_WRITE_MODE", "live")
+        dry = run_sync(dry_run=True)
+        first = run_sync()
+        second = run_sync()
+        yield dry, first, second
+
+
+def test_dry_run_plans_but_writes_nothing(runs: tuple[SyncSummary, ...]) -> None:
+    dry, first, _ = runs
+    assert dry.success and dry.dry_run
+    assert sum(dry.fields_written.values()) == 0
+    assert dry.fields_planned["hubspot"] > 0 and dry.fields_planned["salesforce"] > 0
+    # The live run right after plans the same work: the dry run changed nothing in either CRM.
+    assert first.fields_planned == dry.fields_planned
+
+
+def test_first_run_pulls_everything_and_writes_the_plan(
+    sandboxes: Sandboxes, runs: tuple[SyncSummary, ...]
+) -> None:
+    dry, first, _ = runs
+    # HubSpot tasks are sales to-dos, not engagement evidence: leadsync does not pull them.
+    hubspot_records = sum(len(v) for k, v in sandboxes.dataset.hubspot.items() if k != "tasks")
+    salesforce_records = sum(len(v) for v in sandboxes.dataset.salesforce.values() if v)
+    assert dry.records_pulled["hubspot"] == hubspot_records
+    # Users are not pulled; every other seeded Salesforce object is.
+    users = len(sandboxes.dataset.salesforce.get("User", []))
+    assert dry.records_pulled["salesforce"] == salesforce_records - users
+    assert first.fields_written == first.fields_planned
+    assert first.rejected_rows == {"hubspot": 0, "salesforce": 0}
+    people = {row.person_id for row in sandboxes.dataset.truth}
+    # Precision first: never fewer unified leads than people (no false merges at this size)...
+    assert first.unified_leads >= len(people)
+    # ...and the duplicates the generator planted are mostly found.
+    assert first.merged_records > 0
+    assert sum(first.leads_by_stage.values()) == first.unified_leads
+
+
+def test_crm_state_after_the_first_run(sandboxes: Sandboxes, runs: tuple[SyncSummary, ...]) -> None:
+    contacts = sandboxes.hubspot.records("contacts")
+    staged = [c for c in contacts if c["properties"].get("leadsync_stage")]
+    assert len(staged) == len(contacts)
+    leads = sandboxes.salesforce.records("Lead")
+    open_leads = [lead for lead in leads if not lead.get("IsConverted")]
+    assert all(lead.get("LeadSync_Stage__c") for lead in open_leads)
+    # Converted leads are read-only in Salesforce and are never written.
+    assert all(not lead.get("LeadSync_Stage__c") for lead in leads if lead.get("IsConverted"))
+    # A HubSpot contact hard-linked to a Salesforce lead carries the same unified id.
+    by_id = {lead["Id"]: lead for lead in open_leads}
+    linked = [
+        (c, by_id[c["properties"]["salesforceleadid"]])
+        for c in contacts
+        if c["properties"].get("salesforceleadid") in by_id
+    ]
+    assert linked, "the generator seeds hard-linked people"
+    for contact, lead in linked:
+        assert contact["properties"]["leadsync_unified_id"] == lead["LeadSync_Unified_Id__c"]
+        assert contact["properties"]["leadsync_stage"] == lead["LeadSync_Stage__c"]
+
+
+def test_second_run_writes_nothing(sandboxes: Sandboxes, runs: tuple[SyncSummary, ...]) -> None:
+    full, _, second = runs
+    assert second.success
+    assert second.fields_written == {"hubspot": 0, "salesforce": 0}
+    assert second.fields_planned == {"hubspot": 0, "salesforce": 0}
+    # Incremental: what the first run wrote comes back (its writes moved the modified dates), the
+    # rest of either CRM does not.
+    contacts = len(sandboxes.dataset.hubspot["contacts"])
+    assert contacts <= second.records_pulled["hubspot"] < full.records_pulled["hubspot"]
+    assert second.records_pulled["salesforce"] < full.records_pulled["salesforce"]

@@ -1,0 +1,152 @@
+"""The lead definition file: loads, is versioned by its bytes, and rejects bad input by name."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from orchestration.funnel.definition import (
+    DEFAULT_PATH,
+    STAGE_ORDER,
+    DefinitionError,
+    LeadDefinition,
+    load_definition,
+    parse_definition,
+)
+from orchestration.funnel.model import ACTIVITY_TYPES
+
+
+@pytest.fixture(scope="module")
+def definition() -> LeadDefinition:
+    return load_definition()
+
+
+def _write_modified(tmp_path: Path, edit: Callable[[dict[str, Any]], None]) -> Path:
+    data = yaml.safe_load(DEFAULT_PATH.read_bytes())
+    edit(data)
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+def test_loads_and_version_is_sha256_prefix_of_bytes(definition: LeadDefinition) -> None:
+    expected = hashlib.sha256(DEFAULT_PATH.read_bytes()).hexdigest()[:12]
+    assert definition.version == expected
+    assert load_definition().version == expected  # stable across loads
+    assert len(definition.version) == 12
+
+
+def test_version_changes_with_the_bytes() -> None:
+    raw = DEFAULT_PATH.read_bytes()
+    assert parse_definition(raw + b"\n# a comment\n").version != parse_definition(raw).version
+
+
+def test_field_mappings_are_the_agreed_ones(definition: LeadDefinition) -> None:
+    fm = definition.field_mappings
+    assert set(fm) == {"hubspot:contacts", "salesforce:Lead", "salesforce:Contact"}
+    assert fm["hubspot:contacts"]["numemployees"] == "employee_count"
+    assert fm["hubspot:contacts"]["hs_language"] == "locale"
+    assert fm["salesforce:Lead"]["Status"] == "sf_status"
+    assert fm["salesforce:Lead"]["IsConverted"] == "sf_is_converted"
+    assert fm["salesforce:Contact"]["MailingCountry"] == "country"
+    assert len(fm["hubspot:contacts"]) == 18
+    assert len(fm["salesforce:Lead"]) == 19
+    assert len(fm["salesforce:Contact"]) == 14
+
+
+def test_stages_edges_and_thresholds(definition: LeadDefinition) -> None:
+    assert tuple(s.name for s in definition.stages) == STAGE_ORDER
+    edges = definition.backward_edges
+    assert edges.recycle.from_stages == ["MQL", "SAL", "SQL"]
+    assert edges.recycle.to == "Recycled"
+    assert {"no_response", "not_now", "sla_breach"} <= set(edges.recycle.reasons)
+    assert edges.disqualify.from_stages == ["*"]
+    assert {"competitor", "student", "invalid", "not_target"} <= set(edges.disqualify.reasons)
+    assert edges.reopen.allows("Recycled", "MQL")
+    assert definition.scoring.thresholds.mql_score_min == 80
+    assert set(definition.scoring.engagement.activities) == set(ACTIVITY_TYPES)
+    assert definition.scoring.hand_raise.activity_types == [
+        "contact_request",
+        "demo_request",
+        "quote_request",
+    ]
+    assert definition.sla.mql_to_sal_hours > 0
+    assert "Partner Referral" in definition.sales_status.sgl_lead_sources
+
+
+def test_writeback_fields_cover_both_crms(definition: LeadDefinition) -> None:
+    rows = definition.writeback_field_rows()
+    hubspot = {r["field"]: r["column"] for r in rows if r["system"] == "hubspot"}
+    assert hubspot == {
+        "leadsync_unified_id": "unified_id",
+        "leadsync_stage": "stage",
+        "leadsync_fit_score": "fit_score",
+        "leadsync_engagement_score": "engagement_score",
+        "leadsync_score": "score",
+        "leadsync_temperature": "temperature",
+        "leadsync_next_content": "next_template_id",
+        "leadsync_next_content_subject": "next_subject",
+    }
+    sf = [r for r in rows if r["system"] == "salesforce"]
+    assert {r["object"] for r in sf} == {"Lead", "Contact"}
+    assert len(sf) == 16
+    assert definition.writeback_fields("hubspot") == list(hubspot)
+    assert definition.writeback_fields("salesforce")[0] == "LeadSync_Unified_Id__c"
+    bodies = {b["name"]: b for b in definition.hubspot_property_definitions()}
+    assert set(bodies) == set(hubspot)
+    assert bodies["leadsync_score"]["type"] == "number"
+    assert bodies["leadsync_temperature"]["options"][2]["value"] == "hot"
+    body = bodies["leadsync_stage"]
+    assert body["groupName"] == definition.writeback.hubspot.group_name
+    assert body["type"] == "enumeration" and body["fieldType"] == "select"
+    assert [o["value"] for o in body["options"]][:3] == ["Lead", "MAL", "MQL"]
+    assert "Disqualified" in [o["value"] for o in body["options"]]
+
+
+def test_bad_value_names_file_and_key(tmp_path: Path) -> None:
+    def edit(d: dict[str, Any]) -> None:
+        d["scoring"]["thresholds"]["mql_score_min"] = "high"
+
+    path = _write_modified(tmp_path, edit)
+    with pytest.raises(DefinitionError) as err:
+        load_definition(path)
+    assert str(path) in str(err.value)
+    assert "scoring.thresholds.mql_score_min" in str(err.value)
+
+
+def test_unknown_key_is_rejected(tmp_path: Path) -> None:
+    def edit(d: dict[str, Any]) -> None:
+        d["scoring"]["thresholds"]["mql_scor_min"] = 50
+
+    with pytest.raises(DefinitionError, match=r"scoring\.thresholds\.mql_scor_min"):
+        load_definition(_write_modified(tmp_path, edit))
+
+
+def test_unknown_activity_type_is_rejected(tmp_path: Path) -> None:
+    def edit(d: dict[str, Any]) -> None:
+        d["scoring"]["engagement"]["activities"]["fax_received"] = {"points": 1, "cap": 1}
+
+    with pytest.raises(DefinitionError, match="fax_received"):
+        load_definition(_write_modified(tmp_path, edit))
+
+
+def test_reordered_stages_are_rejected(tmp_path: Path) -> None:
+    def edit(d: dict[str, Any]) -> None:
+        d["stages"][1], d["stages"][2] = d["stages"][2], d["stages"][1]
+
+    with pytest.raises(DefinitionError, match="stages"):
+        load_definition(_write_modified(tmp_path, edit))
+
+
+def test_unparsable_and_missing_files(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("scoring: [unclosed\n", encoding="utf-8")
+    with pytest.raises(DefinitionError, match=r"broken\.yaml"):
+        load_definition(broken)
+    with pytest.raises(DefinitionError, match=r"missing\.yaml"):
+        load_definition(tmp_path / "missing.yaml")

@@ -1,0 +1,719 @@
+"""Normalisation: field normalisers, canonical leads, activities and outcomes."""
+
+from collections.abc import Sequence
+from datetime import UTC, date, datetime
+
+import polars as pl
+import pytest
+
+from orchestration.funnel.model import ACTIVITY_SCHEMA, ACTIVITY_TYPES, CANONICAL_LEAD_SCHEMA
+from orchestration.funnel.normalize import (
+    DEFAULT_LEAD_MAPPINGS,
+    OUTCOME_SCHEMA,
+    classify_form_expr,
+    company_key_expr,
+    country_code_expr,
+    email_is_free_expr,
+    email_is_role_expr,
+    name_key_expr,
+    normalize_activities,
+    normalize_email_expr,
+    normalize_leads,
+    normalize_outcomes,
+    parse_int_expr,
+    phone_e164,
+)
+
+
+def _apply(expr: pl.Expr, values: Sequence[object]) -> list[object]:
+    return pl.DataFrame({"v": list(values)}, schema={"v": pl.String}).select(expr)["v"].to_list()
+
+
+def _frame(rows: list[dict[str, object]]) -> pl.DataFrame:
+    """A raw source frame: every column a nullable String, as the extractors deliver it."""
+    columns = sorted({k for r in rows for k in r})
+    return pl.DataFrame(
+        {c: [r.get(c) for r in rows] for c in columns}, schema=dict.fromkeys(columns, pl.String)
+    )
+
+
+def _engagements(rows: list[dict[str, object]]) -> pl.DataFrame:
+    """A raw HubSpot engagement frame with its `contact_ids` association list."""
+    columns = sorted({k for r in rows for k in r} - {"contact_ids"})
+    schema: dict[str, pl.DataType] = {c: pl.String() for c in columns}
+    schema["contact_ids"] = pl.List(pl.String())
+    data = {c: [r.get(c) for r in rows] for c in columns}
+    data["contact_ids"] = [r.get("contact_ids") for r in rows]
+    return pl.DataFrame(data, schema=schema)
+
+
+def _ts(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+# ------------------------------------------------------------------------------- field normalisers
+
+
+def test_email_nfkc_trim_lower_and_plus_tag() -> None:
+    assert _apply(normalize_email_expr("v"), ["ＴＡＲＯ＋news@Example.CO.JP "]) == [
+        "taro@example.co.jp"
+    ]
+
+
+def test_email_gmail_dots_folded_only_for_gmail() -> None:
+    got = _apply(
+        normalize_email_expr("v"),
+        ["Taro.Yamada+x@gmail.com", "t.a.r.o@googlemail.com", "taro.yamada@example.co.jp"],
+    )
+    assert got == ["taroyamada@gmail.com", "taro@gmail.com", "taro.yamada@example.co.jp"]
+
+
+def test_email_junk_is_null() -> None:
+    assert _apply(normalize_email_expr("v"), ["n/a", "", "  ", None, "a@b"]) == [None] * 5
+
+
+def test_email_normalisation_is_idempotent() -> None:
+    once = _apply(normalize_email_expr("v"), ["Ｈａｎａ.Ko+tag@GMAIL.com"])
+    assert _apply(normalize_email_expr("v"), once) == once
+
+
+def test_role_mailboxes() -> None:
+    emails = ["info@acme.co.jp", "toiawase@acme.co.jp", "sales-jp@acme.com", "taro@acme.co.jp"]
+    assert _apply(email_is_role_expr("v"), emails) == [True, True, True, False]
+    assert _apply(email_is_role_expr("v"), ["information.taro@acme.com"]) == [False]
+
+
+def test_free_mail_domains() -> None:
+    emails = ["a@gmail.com", "a@yahoo.co.jp", "a@docomo.ne.jp", "a@i.softbank.jp", "a@acme.co.jp"]
+    assert _apply(email_is_free_expr("v"), [*emails, None]) == [True, True, True, True, False, None]
+
+
+def test_name_key_order_free_honorific_free_itaiji_folded() -> None:
+    df = pl.DataFrame(
+        {
+            "first": ["太郎", "山田", "髙橋", "高橋", "Mr. John", "山田　太郎 様", "齋藤", "渡邊"],
+            "last": ["山田", "太郎", "一郎 様", "一郎", "SMITH", None, "花子", "健"],
+        }
+    )
+    keys = df.select(name_key_expr("first", "last"))["first"].to_list()
+    assert keys[0] == keys[1] == keys[5]
+    assert keys[2] == keys[3]
+    assert keys[4] == "john smith"
+    assert "斎藤" in keys[6] and "渡辺" in keys[7]
+
+
+def test_name_key_distinguishes_different_people() -> None:
+    df = pl.DataFrame({"first": ["太郎", "次郎"], "last": ["山田", "山田"]})
+    keys = df.select(name_key_expr("first", "last"))["first"].to_list()
+    assert keys[0] != keys[1]
+
+
+def test_company_key_japanese_designators() -> None:
+    names = [
+        "株式会社日立製作所",
+        "(株)日立製作所",
+        "㈱日立製作所",
+        "日立製作所 株式会社",
+        "（株）日立製作所",
+    ]
+    assert set(_apply(company_key_expr("v"), names)) == {"日立製作所"}
+
+
+def test_company_key_english_designators() -> None:
+    names = [
+        "Toyota Motor Co., Ltd.",
+        "TOYOTA MOTOR CORPORATION",
+        "Toyota Motor Co.,Ltd.",
+        "Toyota Motor K.K.",
+    ]
+    assert set(_apply(company_key_expr("v"), names)) == {"toyotamotor"}
+
+
+def test_company_key_keeps_distinguishing_words() -> None:
+    keys = _apply(
+        company_key_expr("v"),
+        [
+            "ソフトバンク株式会社",
+            "ｿﾌﾄﾊﾞﾝｸ株式会社",
+            "ソフトバンクグループ株式会社",
+            "SAP Japan",
+            "SAP SE",
+        ],
+    )
+    assert keys[0] == keys[1] == "ソフトバンク"
+    assert keys[2] == "ソフトバンクグループ"
+    assert keys[3] != keys[4]
+
+
+def test_company_key_kana_dash_and_itaiji() -> None:
+    keys = _apply(
+        company_key_expr("v"), ["エヌ・ティ・ティ・デ―タ", "エヌティティデータ", "髙島屋", "高島屋"]
+    )
+    assert keys[0] == keys[1]
+    assert keys[2] == keys[3]
+
+
+def test_phone_e164() -> None:
+    values = pl.Series(["03-1234-5678", "０９０－１２３４－５６７８", "(415) 555-0100", "12", None])
+    regions = pl.Series(["JP", "JP", "US", "JP", "JP"])
+    assert phone_e164(values, regions).to_list() == [
+        "+81312345678",
+        "+819012345678",
+        "+14155550100",
+        None,
+        None,
+    ]
+
+
+def test_phone_e164_repeats_and_international_prefix() -> None:
+    values = pl.Series(["03-1234-5678", "+81 3 1234 5678", "03-1234-5678"])
+    regions = pl.Series(["JP", "US", "JP"])
+    assert phone_e164(values, regions).to_list() == ["+81312345678"] * 3
+
+
+def test_country_codes() -> None:
+    got = _apply(
+        country_code_expr("v"),
+        ["Japan", "日本", "JP", "jp", "United States", "USA", "US", "Narnia"],
+    )
+    assert got == ["JP", "JP", "JP", "JP", "US", "US", "US", None]
+
+
+def test_employee_count_ranges() -> None:
+    got = _apply(parse_int_expr("v"), ["100-500", "1000+", "120", "120.0", "1,200", "", None])
+    assert got == [100, 1000, 120, 120, 1200, None, None]
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("Demo request", "demo_request"),
+        ("デモ依頼", "demo_request"),
+        ("Quote request", "quote_request"),
+        ("見積依頼", "quote_request"),
+        ("Contact us", "contact_request"),
+        ("お問い合わせ", "contact_request"),
+        ("Webinar registration", "webinar_registration"),
+        ("ウェビナー申込", "webinar_registration"),
+        ("Whitepaper download", "content_download"),
+        ("Case study download", "content_download"),
+        ("資料ダウンロード", "content_download"),
+        ("事例ダウンロード", "content_download"),
+        ("Newsletter signup", "newsletter_signup"),
+        ("メルマガ登録", "newsletter_signup"),
+        ("Trial signup", "form_submission"),
+    ],
+)
+def test_form_classification(name: str, expected: str) -> None:
+    assert _apply(classify_form_expr("v"), [name]) == [expected]
+
+
+# ------------------------------------------------------------------------------------------ leads
+
+
+def _raw_leads() -> dict[str, pl.DataFrame]:
+    return {
+        "hubspot:contacts": _frame(
+            [
+                {
+                    "id": "1001",
+                    "email": "Taro.Yamada@Example.co.jp",
+                    "hs_additional_emails": "taro@gmail.com;TARO.YAMADA@example.co.jp",
+                    "firstname": "太郎",
+                    "lastname": "山田 様",
+                    "company": "㈱エグザンプル",
+                    "numemployees": "100-500",
+                    "country": "日本",
+                    "mobilephone": "０９０－１２３４－５６７８",
+                    "hs_email_optout": "true",
+                    "hs_email_bounce": "0",
+                    "lifecyclestage": "lead",
+                    "createdate": "2024-09-11T13:27:39.356Z",
+                    "lastmodifieddate": "2024-10-01T00:00:00Z",
+                    "salesforceleadid": "00Q000000000001AAA",
+                    "salesforcecontactid": "003000000000001AAA",
+                    "hs_merged_object_ids": "998;999",
+                },
+                {
+                    "id": "1002",
+                    "email": "info@acme.com",
+                    "firstname": "John",
+                    "lastname": "Smith",
+                    "phone": "(415) 555-0100",
+                    "numemployees": "1000+",
+                    "country": "United States",
+                    "hs_language": "en",
+                    "hs_email_bounce": "2",
+                },
+            ]
+        ),
+        "salesforce:Lead": _frame(
+            [
+                {
+                    "Id": "00Q000000000001AAA",
+                    "Email": "taro.yamada@example.co.jp",
+                    "FirstName": "太郎",
+                    "LastName": "山田",
+                    "Company": "株式会社エグザンプル",
+                    "NumberOfEmployees": "120.0",
+                    "Phone": "03-1234-5678",
+                    "Status": "Qualified",
+                    "IsConverted": "true",
+                    "ConvertedContactId": "003000000000001AAA",
+                    "EmailBouncedReason": "550 mailbox unavailable",
+                    "DoNotCall": "false",
+                    "CreatedDate": "2024-01-01T00:00:00.000+0000",
+                    "SystemModstamp": "2024-02-01T00:00:00.000+0000",
+                    "IsDeleted": "false",
+                },
+                {
+                    "Id": "00Q000000000002AAA",
+                    "Email": "taro.yamada@example.co.jp",
+                    "LastName": "山田",
+                    "MasterRecordId": "00Q000000000001AAA",
+                    "IsDeleted": "true",
+                },
+            ]
+        ),
+        "salesforce:Contact": _frame(
+            [
+                {
+                    "Id": "003000000000001AAA",
+                    "Email": "taro.yamada@example.co.jp",
+                    "FirstName": "Taro",
+                    "LastName": "Yamada",
+                    "AccountId": "001000000000001AAA",
+                    "OwnerId": "005000000000001AAA",
+                    "HasOptedOutOfEmail": "false",
+                    "DoNotCall": "true",
+                }
+            ]
+        ),
+        "salesforce:Account": _frame(
+            [
+                {
+                    "Id": "001000000000001AAA",
+                    "Name": "Example K.K.",
+                    "Industry": "Software",
+                    "NumberOfEmployees": "300",
+                    "BillingCountry": "Japan",
+                }
+            ]
+        ),
+    }
+
+
+def _by_id(df: pl.DataFrame) -> dict[str, dict[str, object]]:
+    return {r["record_id"]: r for r in df.iter_rows(named=True)}
+
+
+def test_normalize_leads_exact_schema() -> None:
+    leads = normalize_leads(_raw_leads(), DEFAULT_LEAD_MAPPINGS)
+    assert leads.schema == pl.Schema(CANONICAL_LEAD_SCHEMA)
+    assert sorted(leads["record_id"].to_list()) == [
+        "hubspot:contacts:1001",
+        "hubspot:contacts:1002",
+        "salesforce:Contact:003000000000001AAA",
+        "salesforce:Lead:00Q000000000001AAA",
+        "salesforce:Lead:00Q000000000002AAA",
+    ]
+
+
+def test_normalize_leads_hard_links() -> None:
+    rows = _by_id(normalize_leads(_raw_leads(), DEFAULT_LEAD_MAPPINGS))
+    assert rows["hubspot:contacts:1001"]["linked_record_ids"] == [
+        "salesforce:Lead:00Q000000000001AAA",
+        "salesforce:Contact:003000000000001AAA",
+        "hubspot:contacts:998",
+        "hubspot:contacts:999",
+    ]
+    assert rows["salesforce:Lead:00Q000000000001AAA"]["linked_record_ids"] == [
+        "salesforce:Contact:003000000000001AAA"
+    ]
+    assert rows["salesforce:Lead:00Q000000000002AAA"]["linked_record_ids"] == [
+        "salesforce:Lead:00Q000000000001AAA"
+    ]
+    assert rows["hubspot:contacts:1002"]["linked_record_ids"] == []
+
+
+def test_normalize_leads_hubspot_fields() -> None:
+    taro = _by_id(normalize_leads(_raw_leads(), DEFAULT_LEAD_MAPPINGS))["hubspot:contacts:1001"]
+    assert taro["source_system"] == "hubspot"
+    assert taro["source_object"] == "contacts"
+    assert taro["source_id"] == "1001"
+    assert taro["email"] == "taro.yamada@example.co.jp"
+    assert taro["email_raw"] == "Taro.Yamada@Example.co.jp"
+    assert taro["secondary_emails"] == ["taro@gmail.com"]  # the primary is not repeated
+    assert taro["email_domain"] == "example.co.jp"
+    assert taro["email_is_role"] is False and taro["email_is_free"] is False
+    assert (taro["first_name"], taro["last_name"]) == ("太郎", "山田")
+    assert taro["company"] == "(株)エグザンプル"
+    assert taro["company_key"] == "エグザンプル"
+    assert taro["phone"] == "+819012345678"  # mobilephone fallback
+    assert taro["employee_count"] == 100
+    assert taro["country"] == "JP" and taro["locale"] == "ja"
+    assert taro["opted_out"] is True and taro["bounced"] is False
+    assert taro["hs_lifecyclestage"] == "lead"
+    assert taro["created_at"] == _ts("2024-09-11T13:27:39.356")
+    assert taro["updated_at"] == _ts("2024-10-01T00:00:00")
+    assert taro["is_deleted"] is False
+
+
+def test_normalize_leads_booleans_locale_and_numbers() -> None:
+    rows = _by_id(normalize_leads(_raw_leads(), DEFAULT_LEAD_MAPPINGS))
+    john = rows["hubspot:contacts:1002"]
+    assert john["bounced"] is True  # hs_email_bounce count > 0
+    assert john["email_is_role"] is True
+    assert john["employee_count"] == 1000 and john["country"] == "US" and john["locale"] == "en"
+    assert john["phone"] == "+14155550100"
+    lead = rows["salesforce:Lead:00Q000000000001AAA"]
+    assert lead["bounced"] is True  # a non-empty bounce reason
+    assert lead["sf_is_converted"] is True and lead["sf_status"] == "Qualified"
+    assert lead["employee_count"] == 120
+    assert lead["locale"] == "ja"  # Japanese script in the name, no country
+    assert lead["phone"] == "+81312345678"
+    assert lead["created_at"] == _ts("2024-01-01T00:00:00")
+    assert rows["salesforce:Lead:00Q000000000002AAA"]["is_deleted"] is True
+
+
+def test_normalize_leads_contact_takes_account_fields() -> None:
+    contact = _by_id(normalize_leads(_raw_leads(), DEFAULT_LEAD_MAPPINGS))[
+        "salesforce:Contact:003000000000001AAA"
+    ]
+    assert contact["company"] == "Example K.K."
+    assert contact["company_key"] == "example"
+    assert contact["industry"] == "Software"
+    assert contact["employee_count"] == 300
+    assert contact["country"] == "JP"
+    assert contact["do_not_contact"] is True and contact["opted_out"] is False
+    assert contact["owner_id"] == "005000000000001AAA"
+
+
+def test_normalize_leads_tolerates_missing_and_empty_sources() -> None:
+    raw = {
+        "hubspot:contacts": _frame([{"id": "7"}]),
+        "salesforce:Lead": pl.DataFrame(schema={"Id": pl.String}),
+    }
+    leads = normalize_leads(raw, DEFAULT_LEAD_MAPPINGS)
+    assert leads.schema == pl.Schema(CANONICAL_LEAD_SCHEMA)
+    assert leads["record_id"].to_list() == ["hubspot:contacts:7"]
+    assert leads["locale"].to_list() == ["en"]
+    empty = normalize_leads({}, DEFAULT_LEAD_MAPPINGS)
+    assert empty.height == 0 and empty.schema == pl.Schema(CANONICAL_LEAD_SCHEMA)
+
+
+# ------------------------------------------------------------------------------------- activities
+
+
+def _raw_activities() -> dict[str, pl.DataFrame]:
+    return {
+        "hubspot:contacts": _frame(
+            [
+                {
+                    "id": "1001",
+                    "first_conversion_event_name": "お問い合わせ",
+                    "first_conversion_date": "2024-09-01T00:00:00Z",
+                    "recent_conversion_event_name": "資料ダウンロード",
+                    "recent_conversion_date": "2024-09-05T00:00:00Z",
+                    "hs_analytics_num_page_views": "12",
+                    "hs_analytics_last_visit_timestamp": "2024-09-06T00:00:00Z",
+                },
+                {
+                    "id": "1002",
+                    "first_conversion_event_name": "Demo request",
+                    "first_conversion_date": "2024-08-01T00:00:00Z",
+                    "recent_conversion_event_name": "Demo request",
+                    "recent_conversion_date": "2024-08-01T00:00:00Z",
+                    "hs_analytics_num_page_views": "0",
+                },
+            ]
+        ),
+        "hubspot:emails": _engagements(
+            [
+                {
+                    "id": "e1",
+                    "hs_email_direction": "EMAIL",
+                    "hs_email_subject": "Hello",
+                    "hs_timestamp": "2024-09-02T00:00:00Z",
+                    "contact_ids": ["1001", "1002"],
+                },
+                {
+                    "id": "e2",
+                    "hs_email_direction": "INCOMING_EMAIL",
+                    "hs_timestamp": "2024-09-03T00:00:00Z",
+                    "contact_ids": ["1001"],
+                },
+                {"id": "e3", "hs_timestamp": "2024-09-03T00:00:00Z", "contact_ids": []},
+            ]
+        ),
+        "hubspot:calls": _engagements(
+            [{"id": "c1", "hs_timestamp": "2024-09-04T00:00:00Z", "contact_ids": ["1001"]}]
+        ),
+        "hubspot:meetings": _engagements(
+            [{"id": "m1", "hs_timestamp": "2024-09-04T00:00:00Z", "contact_ids": ["1002"]}]
+        ),
+        "hubspot:notes": _engagements(
+            [{"id": "n1", "hs_timestamp": "2024-09-04T00:00:00Z", "contact_ids": ["1001"]}]
+        ),
+        "salesforce:Task": _frame(
+            [
+                {
+                    "Id": "00T1",
+                    "WhoId": "00Q000000000001AAA",
+                    "TaskSubtype": "Email",
+                    "Subject": "Follow up",
+                    "CreatedDate": "2024-09-10T00:00:00.000+0000",
+                },
+                {
+                    "Id": "00T2",
+                    "WhoId": "003000000000001AAA",
+                    "TaskSubtype": "Call",
+                    "CreatedDate": "2024-09-11T00:00:00.000+0000",
+                },
+                {
+                    "Id": "00T3",
+                    "WhoId": "003000000000001AAA",
+                    "TaskSubtype": "Task",
+                    "CreatedDate": "2024-09-11T00:00:00.000+0000",
+                },
+                {
+                    "Id": "00T4",
+                    "WhoId": "001000000000001AAA",
+                    "TaskSubtype": "Call",
+                    "CreatedDate": "2024-09-11T00:00:00.000+0000",
+                },
+            ]
+        ),
+        "salesforce:Event": _frame(
+            [
+                {
+                    "Id": "00U1",
+                    "WhoId": "003000000000001AAA",
+                    "StartDateTime": "2024-09-12T01:00:00.000+0000",
+                    "Subject": "Demo",
+                },
+                {"Id": "00U2", "WhoId": "00Q000000000001AAA", "ActivityDateTime": "2024-09-13"},
+            ]
+        ),
+        "salesforce:Campaign": _frame(
+            [
+                {"Id": "701W", "Type": "Webinar", "Name": "AI ウェビナー"},
+                {"Id": "701T", "Type": "Trade Show", "Name": "Japan IT Week"},
+                {"Id": "701S", "Type": "Seminar / Conference", "Name": "Seminar"},
+                {"Id": "701E", "Type": "Email", "Name": "Newsletter Oct"},
+                {"Id": "701O", "Type": "Other", "Name": "Whitepaper"},
+            ]
+        ),
+        "salesforce:CampaignMember": _frame(
+            [
+                {
+                    "Id": "00v1",
+                    "CampaignId": "701W",
+                    "LeadId": "00Q1",
+                    "Status": "Attended",
+                    "CreatedDate": "2024-06-01",
+                },
+                {
+                    "Id": "00v2",
+                    "CampaignId": "701W",
+                    "LeadId": "00Q2",
+                    "Status": "Registered",
+                    "CreatedDate": "2024-06-01",
+                },
+                {
+                    "Id": "00v3",
+                    "CampaignId": "701T",
+                    "ContactId": "0031",
+                    "Status": "Scanned",
+                    "CreatedDate": "2024-06-01",
+                },
+                {
+                    "Id": "00v4",
+                    "CampaignId": "701S",
+                    "ContactId": "0032",
+                    "Status": "Attended",
+                    "CreatedDate": "2024-06-01",
+                },
+                {
+                    "Id": "00v5",
+                    "CampaignId": "701E",
+                    "LeadId": "00Q3",
+                    "Status": "Opened",
+                    "CreatedDate": "2024-06-01",
+                },
+                {
+                    "Id": "00v6",
+                    "CampaignId": "701E",
+                    "LeadId": "00Q4",
+                    "Status": "Clicked",
+                    "CreatedDate": "2024-06-01",
+                },
+                {
+                    "Id": "00v7",
+                    "CampaignId": "701E",
+                    "LeadId": "00Q5",
+                    "Status": "Sent",
+                    "CreatedDate": "2024-06-01",
+                },
+                {
+                    "Id": "00v8",
+                    "CampaignId": "701O",
+                    "LeadId": "00Q6",
+                    "Status": "Downloaded",
+                    "CreatedDate": "2024-06-01",
+                },
+                {
+                    "Id": "00v9",
+                    "CampaignId": "701W",
+                    "LeadId": "00Q7",
+                    "Status": "Sent",
+                    "CreatedDate": "2024-06-01",
+                },
+            ]
+        ),
+    }
+
+
+def _activity_types(df: pl.DataFrame) -> dict[str, str]:
+    return dict(zip(df["activity_id"].to_list(), df["activity_type"].to_list(), strict=True))
+
+
+def test_normalize_activities_schema_and_unique_ids() -> None:
+    acts = normalize_activities(_raw_activities())
+    assert acts.schema == pl.Schema(ACTIVITY_SCHEMA)
+    assert acts["activity_id"].n_unique() == acts.height
+    assert set(acts["activity_type"].to_list()) <= set(ACTIVITY_TYPES)
+    assert acts["occurred_at"].null_count() == 0
+
+
+def test_normalize_activities_hubspot() -> None:
+    acts = normalize_activities(_raw_activities())
+    hs = acts.filter(pl.col("source_system") == "hubspot")
+    types = _activity_types(hs)
+    assert types == {
+        "hubspot:emails:e1:1001": "sales_email",
+        "hubspot:emails:e1:1002": "sales_email",
+        "hubspot:emails:e2:1001": "email_reply",
+        "hubspot:calls:c1:1001": "sales_call",
+        "hubspot:meetings:m1:1002": "meeting",
+        "hubspot:contacts:1001:first_conversion": "contact_request",
+        "hubspot:contacts:1001:recent_conversion": "content_download",
+        "hubspot:contacts:1001:page_views": "page_view",
+        "hubspot:contacts:1002:first_conversion": "demo_request",  # recent == first: once
+    }
+    rows = {r["activity_id"]: r for r in hs.iter_rows(named=True)}
+    assert rows["hubspot:emails:e1:1002"]["record_id"] == "hubspot:contacts:1002"
+    assert rows["hubspot:emails:e1:1002"]["occurred_at"] == _ts("2024-09-02T00:00:00")
+    assert rows["hubspot:emails:e1:1002"]["detail"] == "Hello"
+    views = rows["hubspot:contacts:1001:page_views"]
+    assert views["detail"] == "12 page views"
+    assert views["occurred_at"] == _ts("2024-09-06T00:00:00")
+
+
+def test_normalize_activities_salesforce_tasks_and_events() -> None:
+    acts = normalize_activities(_raw_activities())
+    rows = {r["activity_id"]: r for r in acts.iter_rows(named=True)}
+    assert rows["salesforce:Task:00T1"]["activity_type"] == "sales_email"
+    assert rows["salesforce:Task:00T1"]["record_id"] == "salesforce:Lead:00Q000000000001AAA"
+    assert rows["salesforce:Task:00T2"]["activity_type"] == "sales_call"
+    assert rows["salesforce:Task:00T2"]["record_id"] == "salesforce:Contact:003000000000001AAA"
+    assert "salesforce:Task:00T3" not in rows  # plain task: not engagement
+    assert "salesforce:Task:00T4" not in rows  # WhoId is not a Lead or Contact
+    assert rows["salesforce:Event:00U1"]["activity_type"] == "meeting"
+    assert rows["salesforce:Event:00U1"]["occurred_at"] == _ts("2024-09-12T01:00:00")
+    assert rows["salesforce:Event:00U2"]["occurred_at"] == _ts("2024-09-13T00:00:00")
+
+
+def test_normalize_activities_campaign_members() -> None:
+    acts = normalize_activities(_raw_activities())
+    cm = acts.filter(pl.col("activity_id").str.starts_with("salesforce:CampaignMember:"))
+    assert _activity_types(cm) == {
+        "salesforce:CampaignMember:00v1": "webinar_attendance",
+        "salesforce:CampaignMember:00v2": "webinar_registration",
+        "salesforce:CampaignMember:00v3": "trade_show_scan",
+        "salesforce:CampaignMember:00v4": "trade_show_scan",
+        "salesforce:CampaignMember:00v5": "email_open",
+        "salesforce:CampaignMember:00v6": "email_click",
+        "salesforce:CampaignMember:00v8": "content_download",
+    }
+    rows = {r["activity_id"]: r for r in cm.iter_rows(named=True)}
+    assert rows["salesforce:CampaignMember:00v1"]["record_id"] == "salesforce:Lead:00Q1"
+    assert rows["salesforce:CampaignMember:00v3"]["record_id"] == "salesforce:Contact:0031"
+    assert rows["salesforce:CampaignMember:00v1"]["detail"] == "AI ウェビナー"
+
+
+def test_campaign_member_occurred_at_prefers_first_responded_date() -> None:
+    raw = {
+        "salesforce:Campaign": _frame([{"Id": "701W", "Type": "Webinar", "Name": "W"}]),
+        "salesforce:CampaignMember": _frame(
+            [
+                {
+                    "Id": "00v1",
+                    "CampaignId": "701W",
+                    "LeadId": "00Q1",
+                    "Status": "Responded",
+                    "FirstRespondedDate": "2024-05-02",
+                    "CreatedDate": "2024-05-01T00:00:00.000+0000",
+                },
+                {
+                    "Id": "00v2",
+                    "CampaignId": "701W",
+                    "LeadId": "00Q2",
+                    "Status": "Registered",
+                    "CreatedDate": "2024-05-01T00:00:00.000+0000",
+                },
+            ]
+        ),
+    }
+    acts = normalize_activities(raw)
+    assert acts["occurred_at"].to_list() == [_ts("2024-05-02T00:00:00"), _ts("2024-05-01T00:00:00")]
+
+
+def test_normalize_activities_empty() -> None:
+    acts = normalize_activities({})
+    assert acts.height == 0 and acts.schema == pl.Schema(ACTIVITY_SCHEMA)
+
+
+# --------------------------------------------------------------------------------------- outcomes
+
+
+def test_normalize_outcomes_through_contact_roles_and_converted_leads() -> None:
+    raw = {
+        "salesforce:Opportunity": _frame(
+            [
+                {
+                    "Id": "0061",
+                    "StageName": "Closed Won",
+                    "IsClosed": "true",
+                    "IsWon": "true",
+                    "Amount": "120.0",
+                    "CloseDate": "2024-03-31",
+                },
+                {"Id": "0062", "StageName": "Prospecting", "IsClosed": "false", "IsWon": "false"},
+                {"Id": "0063", "StageName": "Closed Lost", "IsDeleted": "true"},
+            ]
+        ),
+        "salesforce:OpportunityContactRole": _frame(
+            [
+                {"Id": "00K1", "OpportunityId": "0062", "ContactId": "0031"},
+                {"Id": "00K2", "OpportunityId": "0063", "ContactId": "0031"},
+            ]
+        ),
+        "salesforce:Lead": _frame(
+            [
+                {"Id": "00Q1", "ConvertedOpportunityId": "0061"},
+                {"Id": "00Q2"},
+            ]
+        ),
+    }
+    out = normalize_outcomes(raw)
+    assert out.schema == pl.Schema(OUTCOME_SCHEMA)
+    assert out.rows() == [
+        ("salesforce:Contact:0031", "0062", "Prospecting", False, False, None, None),
+        ("salesforce:Lead:00Q1", "0061", "Closed Won", True, True, 120.0, date(2024, 3, 31)),
+    ]
+
+
+def test_normalize_outcomes_empty() -> None:
+    out = normalize_outcomes({"salesforce:Lead": _frame([{"Id": "00Q1"}])})
+    assert out.height == 0 and out.schema == pl.Schema(OUTCOME_SCHEMA)

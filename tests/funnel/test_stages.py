@@ -1,0 +1,329 @@
+"""Stages: forward moves, no silent regression, declared backward edges, SGL, ledger on change."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import polars as pl
+import pytest
+
+from orchestration.funnel.definition import LeadDefinition, load_definition
+from orchestration.funnel.model import ACTIVITY_SCHEMA
+from orchestration.funnel.scoring import score
+from orchestration.funnel.stages import (
+    LEDGER_SCHEMA,
+    STAGE_ORDER,
+    STAGES_SCHEMA,
+    assign_stages,
+    illegal_transitions,
+    is_legal_transition,
+)
+
+NOW = datetime(2025, 6, 30, 12, 0, tzinfo=UTC)
+EARLIER = NOW - timedelta(days=7)
+
+_UNIFIED = {
+    "unified_id": pl.String,
+    "sf_status": pl.String,
+    "sf_is_converted": pl.Boolean,
+    "lead_source": pl.String,
+    "has_open_opportunity": pl.Boolean,
+    "has_won_opportunity": pl.Boolean,
+    "opted_out": pl.Boolean,
+    "email_is_free": pl.Boolean,
+    "email_domain": pl.String,
+    "title": pl.String,
+}
+_SCORES = {
+    "unified_id": pl.String,
+    "fit_score": pl.Int64,
+    "score": pl.Int64,
+    "hand_raise": pl.Boolean,
+    "last_activity_at": pl.Datetime("us", "UTC"),
+    "last_hand_raise_at": pl.Datetime("us", "UTC"),
+}
+
+
+@pytest.fixture(scope="module")
+def definition() -> LeadDefinition:
+    return load_definition()
+
+
+def unified(*rows: dict[str, Any]) -> pl.DataFrame:
+    base = {k: None for k in _UNIFIED} | {"email_domain": "example.com"}
+    return pl.DataFrame([base | r for r in rows], schema=_UNIFIED)
+
+
+def scores(*rows: dict[str, Any]) -> pl.DataFrame:
+    base = {k: None for k in _SCORES} | {"fit_score": 0, "score": 0, "hand_raise": False}
+    return pl.DataFrame([base | r for r in rows], schema=_SCORES)
+
+
+def previous(*pairs: tuple[str, str]) -> pl.DataFrame:
+    return pl.DataFrame(
+        [{"unified_id": u, "stage": s, "stage_entered_at": EARLIER} for u, s in pairs],
+        schema=STAGES_SCHEMA,
+    )
+
+
+def run(
+    definition: LeadDefinition,
+    leads: pl.DataFrame,
+    score_rows: pl.DataFrame,
+    prev: pl.DataFrame | None = None,
+) -> tuple[dict[str, str], pl.DataFrame, pl.DataFrame]:
+    stages, ledger = assign_stages(leads, score_rows, prev, definition, now=NOW)
+    return dict(zip(stages["unified_id"], stages["stage"], strict=True)), stages, ledger
+
+
+def test_first_run_targets_and_one_ledger_row_each(definition: LeadDefinition) -> None:
+    leads = unified(
+        {"unified_id": "lead"},
+        {"unified_id": "mal"},
+        {"unified_id": "mql"},
+        {"unified_id": "sal", "sf_status": "Working - Contacted"},
+        {"unified_id": "sql", "sf_is_converted": True},
+        {"unified_id": "opp", "has_open_opportunity": True},
+        {"unified_id": "won", "has_won_opportunity": True, "has_open_opportunity": True},
+    )
+    sc = scores(
+        {"unified_id": "mal", "fit_score": 10, "score": 10},
+        {"unified_id": "mql", "fit_score": 30, "score": 80},
+    )
+    got, stages, ledger = run(definition, leads, sc)
+    assert got == {
+        "lead": "Lead",
+        "mal": "MAL",
+        "mql": "MQL",
+        "sal": "SAL",
+        "sql": "SQL",
+        "opp": "Opportunity",
+        "won": "Customer",
+    }
+    assert stages.schema == pl.Schema(STAGES_SCHEMA)
+    assert ledger.schema == pl.Schema(LEDGER_SCHEMA)
+    assert ledger.height == 7
+    assert ledger["from_stage"].null_count() == 7
+    assert set(ledger["definition_version"]) == {definition.version}
+    assert set(ledger["at"]) == {NOW}
+    mql = ledger.filter(pl.col("unified_id") == "mql").row(0, named=True)
+    assert (mql["rule"], mql["reason"]) == ("score_threshold", "score 80 >= 80")
+
+
+def test_hand_raise_makes_mql_at_once(definition: LeadDefinition) -> None:
+    leads = unified({"unified_id": "u"})
+    acts = pl.DataFrame(
+        [
+            {
+                "activity_id": "a1",
+                "record_id": "r",
+                "source_system": "hubspot",
+                "activity_type": "demo_request",
+                "occurred_at": NOW - timedelta(hours=1),
+                "detail": "Demo request",
+                "unified_id": "u",
+            }
+        ],
+        schema={**ACTIVITY_SCHEMA, "unified_id": pl.String()},
+    )
+    lead_attrs = leads.with_columns(
+        pl.lit(None, dtype=pl.Int64).alias("employee_count"),
+        pl.lit(None, dtype=pl.String).alias("industry"),
+        pl.lit(None, dtype=pl.String).alias("country"),
+        pl.lit("en").alias("locale"),
+    )
+    sc = score(lead_attrs, acts, definition, now=NOW)
+    assert sc["score"][0] < definition.scoring.thresholds.mql_score_min  # not by points
+    got, _, ledger = run(definition, leads, sc, previous(("u", "Lead")))
+    assert got == {"u": "MQL"}
+    assert ledger.select("from_stage", "to_stage", "rule").row(0) == ("Lead", "MQL", "hand_raise")
+
+
+def test_forward_moves_update_entered_at(definition: LeadDefinition) -> None:
+    leads = unified({"unified_id": "u"})
+    got, stages, ledger = run(
+        definition,
+        leads,
+        scores({"unified_id": "u", "fit_score": 20, "score": 20}),
+        previous(("u", "Lead")),
+    )
+    assert got == {"u": "MAL"}
+    assert stages["stage_entered_at"][0] == NOW
+    assert ledger.select("from_stage", "to_stage").row(0) == ("Lead", "MAL")
+
+
+def test_no_silent_regression(definition: LeadDefinition) -> None:
+    # The rules now support only MAL / Lead (score decayed, opportunity closed): stages hold.
+    leads = unified({"unified_id": "sql"}, {"unified_id": "opp"}, {"unified_id": "mql"})
+    sc = scores(
+        {"unified_id": "sql", "fit_score": 20, "score": 20},
+        {"unified_id": "mql", "fit_score": 20, "score": 20},
+    )
+    prev = previous(("sql", "SQL"), ("opp", "Opportunity"), ("mql", "MQL"))
+    got, stages, ledger = run(definition, leads, sc, prev)
+    assert got == {"sql": "SQL", "opp": "Opportunity", "mql": "MQL"}
+    assert set(stages["stage_entered_at"]) == {EARLIER}
+    assert ledger.is_empty()
+
+
+def test_recycle_on_open_status_is_the_declared_edge(definition: LeadDefinition) -> None:
+    # The same lower target *with* a sales signal (status back to open after SQL) is a recycle.
+    leads = unified({"unified_id": "u", "sf_status": "Open - Not Contacted"})
+    sc = scores({"unified_id": "u", "fit_score": 20, "score": 20})
+    got, _, ledger = run(definition, leads, sc, previous(("u", "SQL")))
+    assert got == {"u": "Recycled"}
+    assert ledger.select("rule", "reason").row(0) == ("recycle", "no_response")
+
+
+def test_ledger_rows_only_on_change(definition: LeadDefinition) -> None:
+    leads = unified({"unified_id": "a"}, {"unified_id": "b"})
+    sc = scores({"unified_id": "a", "fit_score": 10, "score": 10}, {"unified_id": "b"})
+    _, first, ledger1 = run(definition, leads, sc)
+    assert ledger1.height == 2
+    _, second, ledger2 = run(definition, leads, sc, first)
+    assert ledger2.is_empty()
+    assert second.equals(first)
+
+
+def test_disqualify_by_sales_status_with_reason(definition: LeadDefinition) -> None:
+    leads = unified({"unified_id": "u", "sf_status": "Closed - Not Converted"})
+    got, _, ledger = run(definition, leads, scores({"unified_id": "u"}), previous(("u", "MQL")))
+    assert got == {"u": "Disqualified"}
+    row = ledger.row(0, named=True)
+    assert (row["from_stage"], row["to_stage"], row["rule"], row["reason"]) == (
+        "MQL",
+        "Disqualified",
+        "disqualify",
+        "not_target",
+    )
+    assert is_legal_transition("MQL", "Disqualified", definition)
+
+
+def test_competitor_and_student_are_disqualified_and_never_mal(definition: LeadDefinition) -> None:
+    leads = unified(
+        {"unified_id": "rival", "email_domain": "competitor-crm.example"},
+        {"unified_id": "student", "title": "大学院生"},
+    )
+    sc = scores(
+        {"unified_id": "rival", "fit_score": 50, "score": 50},
+        {"unified_id": "student", "fit_score": 50, "score": 50},
+    )
+    got, _, ledger = run(definition, leads, sc)
+    assert got == {"rival": "Disqualified", "student": "Disqualified"}
+    reasons = dict(zip(ledger["unified_id"], ledger["reason"], strict=True))
+    assert reasons == {"rival": "competitor", "student": "student"}
+
+
+def test_opportunity_outranks_disqualify(definition: LeadDefinition) -> None:
+    leads = unified(
+        {"unified_id": "u", "sf_status": "Closed - Not Converted", "has_open_opportunity": True}
+    )
+    got, _, _ = run(definition, leads, scores({"unified_id": "u"}), previous(("u", "SQL")))
+    assert got == {"u": "Opportunity"}
+
+
+def test_sgl_enters_at_sql(definition: LeadDefinition) -> None:
+    leads = unified({"unified_id": "u", "lead_source": "partner referral"})
+    got, _, ledger = run(definition, leads, scores({"unified_id": "u"}))
+    assert got == {"u": "SQL"}
+    row = ledger.row(0, named=True)
+    assert (row["from_stage"], row["to_stage"], row["rule"]) == (None, "SQL", "sgl")
+
+
+def test_sgl_with_open_status_is_not_recycled(definition: LeadDefinition) -> None:
+    leads = unified(
+        {"unified_id": "u", "lead_source": "Sales Prospecting", "sf_status": "Open - Not Contacted"}
+    )
+    got, _, ledger = run(definition, leads, scores({"unified_id": "u"}), previous(("u", "SQL")))
+    assert got == {"u": "SQL"}
+    assert ledger.is_empty()
+
+
+def test_recycle_when_sales_hands_back(definition: LeadDefinition) -> None:
+    leads = unified(
+        {"unified_id": "nurture", "sf_status": "Nurturing"},
+        {"unified_id": "reopened", "sf_status": "Open - Not Contacted"},
+        {"unified_id": "mql_open", "sf_status": "Open - Not Contacted"},
+    )
+    prev = previous(("nurture", "SAL"), ("reopened", "SAL"), ("mql_open", "MQL"))
+    got, _, ledger = run(definition, leads, scores(), prev)
+    assert got == {"nurture": "Recycled", "reopened": "Recycled", "mql_open": "MQL"}
+    reasons = dict(zip(ledger["unified_id"], ledger["reason"], strict=True))
+    assert reasons == {"nurture": "not_now", "reopened": "no_response"}
+    assert set(ledger["rule"]) == {"recycle"}
+
+
+def test_reopen_on_new_hand_raise_only(definition: LeadDefinition) -> None:
+    leads = unified({"unified_id": "new"}, {"unified_id": "old"}, {"unified_id": "score"})
+    sc = scores(
+        {"unified_id": "new", "hand_raise": True, "last_hand_raise_at": NOW - timedelta(days=1)},
+        {
+            "unified_id": "old",
+            "hand_raise": True,
+            "last_hand_raise_at": EARLIER - timedelta(days=1),
+        },
+        {"unified_id": "score", "score": 85, "last_activity_at": NOW - timedelta(days=1)},
+    )
+    prev = previous(("new", "Recycled"), ("old", "Recycled"), ("score", "Recycled"))
+    got, _, ledger = run(definition, leads, sc, prev)
+    assert got == {"new": "MQL", "old": "Recycled", "score": "MQL"}
+    reasons = dict(zip(ledger["unified_id"], ledger["reason"], strict=True))
+    assert reasons == {"new": "hand_raise", "score": "score_crossing"}
+
+
+def test_disqualified_stays_until_sales_evidence(definition: LeadDefinition) -> None:
+    leads = unified(
+        {"unified_id": "still", "sf_status": "Closed - Not Converted"},
+        {"unified_id": "scored", "sf_status": None},
+        {"unified_id": "revived", "sf_status": "Working - Contacted"},
+    )
+    sc = scores({"unified_id": "scored", "fit_score": 30, "score": 90})
+    prev = previous(
+        ("still", "Disqualified"), ("scored", "Disqualified"), ("revived", "Disqualified")
+    )
+    got, _, ledger = run(definition, leads, sc, prev)
+    assert got == {"still": "Disqualified", "scored": "Disqualified", "revived": "SAL"}
+    assert ledger.select("unified_id", "rule").rows() == [("revived", "sales_reentry")]
+
+
+def test_legal_transitions(definition: LeadDefinition) -> None:
+    assert is_legal_transition(None, "SQL", definition)  # first sighting (SGL)
+    assert not is_legal_transition(None, "Recycled", definition)
+    for a, b in itertools.pairwise(STAGE_ORDER):
+        assert is_legal_transition(a, b, definition)
+        assert not is_legal_transition(b, a, definition)
+    assert is_legal_transition("SAL", "Recycled", definition)
+    assert not is_legal_transition("Customer", "Recycled", definition)
+    assert is_legal_transition("Recycled", "MQL", definition)
+    assert not is_legal_transition("Recycled", "MAL", definition)
+    assert is_legal_transition("Disqualified", "SQL", definition)
+    assert not is_legal_transition("Disqualified", "MQL", definition)
+    assert not is_legal_transition("MQL", "MQL", definition)
+    assert not is_legal_transition("MQL", "Nowhere", definition)
+
+
+def test_illegal_transitions_check(definition: LeadDefinition) -> None:
+    ledger = pl.DataFrame(
+        {
+            "unified_id": ["a", "b", "c"],
+            "from_stage": [None, "SQL", "SQL"],
+            "to_stage": ["Lead", "MQL", "Recycled"],
+        }
+    )
+    bad = illegal_transitions(ledger, definition)
+    assert bad["unified_id"].to_list() == ["b"]
+
+
+def test_every_ledger_row_of_a_run_is_legal(definition: LeadDefinition) -> None:
+    leads = unified(
+        {"unified_id": "a", "sf_status": "Nurturing"},
+        {"unified_id": "b", "lead_source": "Phone Inquiry"},
+        {"unified_id": "c", "sf_status": "Closed - Not Converted"},
+        {"unified_id": "d", "has_won_opportunity": True},
+    )
+    prev = previous(("a", "SQL"), ("b", "MAL"), ("c", "Recycled"), ("d", "Disqualified"))
+    _, _, ledger = run(definition, leads, scores(), prev)
+    assert ledger.height == 4
+    assert illegal_transitions(ledger, definition).is_empty()

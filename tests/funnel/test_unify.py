@@ -1,0 +1,271 @@
+"""Golden records (survivorship) and write-back targets."""
+
+from datetime import UTC, date, datetime
+
+import polars as pl
+
+from orchestration.funnel.identity import resolve
+from orchestration.funnel.model import CANONICAL_LEAD_SCHEMA
+from orchestration.funnel.normalize import OUTCOME_SCHEMA
+from orchestration.funnel.unify import GOLDEN_SCHEMA, TARGET_SCHEMA, golden_records, targets
+
+
+def _ts(day: int) -> datetime:
+    return datetime(2024, 1, day, tzinfo=UTC)
+
+
+def _leads(rows: list[dict[str, object]]) -> pl.DataFrame:
+    """Canonical lead rows: record_id's parts fill the source columns, the rest defaults to null."""
+    full = []
+    for row in rows:
+        system, obj, source_id = str(row["record_id"]).split(":", 2)
+        base: dict[str, object] = {c: None for c in CANONICAL_LEAD_SCHEMA}
+        base |= {
+            "source_system": system,
+            "source_object": obj,
+            "source_id": source_id,
+            "secondary_emails": [],
+            "linked_record_ids": [],
+            "is_deleted": False,
+        }
+        full.append(base | row)
+    return pl.DataFrame(full, schema=CANONICAL_LEAD_SCHEMA)
+
+
+def _person() -> pl.DataFrame:
+    """One person in three records (hard-linked) plus an unrelated lead."""
+    hs = "hubspot:contacts:1001"
+    lead = "salesforce:Lead:00Q1"
+    contact = "salesforce:Contact:0031"
+    return _leads(
+        [
+            {
+                "record_id": hs,
+                "email": "taro@example.co.jp",
+                "email_is_role": False,
+                "secondary_emails": ["taro@gmail.com"],
+                "first_name": "太郎",
+                "last_name": "山田",
+                "company": "株式会社エグザンプル",
+                "title": "部長",
+                "owner_id": "77",
+                "opted_out": True,
+                "do_not_contact": None,
+                "bounced": False,
+                "hs_lifecyclestage": "marketingqualifiedlead",
+                "locale": "ja",
+                "linked_record_ids": [lead],
+                "created_at": _ts(5),
+                "updated_at": _ts(20),
+            },
+            {
+                "record_id": lead,
+                "email": "info@example.co.jp",
+                "email_is_role": True,
+                "first_name": "Taro",
+                "last_name": "Yamada",
+                "company": "Example KK",
+                "title": "Manager",
+                "phone": "+81312345678",
+                "owner_id": "005LEAD",
+                "sf_status": "Qualified",
+                "sf_is_converted": True,
+                "opted_out": False,
+                "bounced": False,
+                "linked_record_ids": [contact],
+                "created_at": _ts(1),
+                "updated_at": _ts(10),
+            },
+            {
+                "record_id": contact,
+                "email": "t.yamada@example.co.jp",
+                "email_is_role": False,
+                "last_name": "Yamada",
+                "owner_id": "005CONTACT",
+                "do_not_contact": True,
+                "opted_out": False,
+                "is_deleted": False,
+                "created_at": _ts(3),
+                "updated_at": _ts(15),
+            },
+            {
+                "record_id": "salesforce:Lead:00Q2",
+                "email": "hanako@other.co.jp",
+                "first_name": "花子",
+                "owner_id": "005OTHER",
+                "sf_status": "Open",
+                "updated_at": _ts(2),
+            },
+        ]
+    )
+
+
+def _golden_by_record(golden: pl.DataFrame, record_id: str) -> dict[str, object]:
+    row = golden.filter(pl.col("record_ids").list.contains(record_id))
+    assert row.height == 1
+    return row.row(0, named=True)
+
+
+def test_golden_records_schema_and_counts() -> None:
+    leads = _person()
+    golden = golden_records(leads, resolve(leads))
+    assert golden.schema == pl.Schema(GOLDEN_SCHEMA)
+    assert golden.height == 2
+    taro = _golden_by_record(golden, "hubspot:contacts:1001")
+    assert taro["record_count"] == 3
+    assert taro["record_ids"] == [
+        "hubspot:contacts:1001",
+        "salesforce:Contact:0031",
+        "salesforce:Lead:00Q1",
+    ]
+    assert taro["created_at"] == _ts(1) and taro["updated_at"] == _ts(20)
+    assert taro["is_deleted"] is False
+
+
+def test_consent_most_restrictive_wins() -> None:
+    leads = _person()
+    taro = _golden_by_record(golden_records(leads, resolve(leads)), "hubspot:contacts:1001")
+    assert taro["opted_out"] is True  # HubSpot opted out, Salesforce did not
+    assert taro["do_not_contact"] is True  # only the Contact says so
+    assert taro["bounced"] is False
+    hanako = _golden_by_record(golden_records(leads, resolve(leads)), "salesforce:Lead:00Q2")
+    assert (hanako["opted_out"], hanako["do_not_contact"], hanako["bounced"]) == (
+        False,
+        False,
+        False,
+    )
+
+
+def test_owner_and_status_from_salesforce_lifecycle_from_hubspot() -> None:
+    leads = _person()
+    taro = _golden_by_record(golden_records(leads, resolve(leads)), "hubspot:contacts:1001")
+    assert taro["owner_id"] == "005CONTACT"  # a Contact over a Lead over HubSpot
+    assert taro["sf_status"] == "Qualified"  # only the Lead has a status
+    assert taro["sf_is_converted"] is True
+    assert taro["hs_lifecyclestage"] == "marketingqualifiedlead"
+
+
+def test_owner_falls_back_to_hubspot_without_salesforce() -> None:
+    leads = _leads([{"record_id": "hubspot:contacts:1", "owner_id": "77"}])
+    golden = golden_records(leads, resolve(leads))
+    assert golden["owner_id"].to_list() == ["77"]
+
+
+def test_most_recent_values_and_names_as_a_pair() -> None:
+    leads = _person()
+    taro = _golden_by_record(golden_records(leads, resolve(leads)), "hubspot:contacts:1001")
+    # HubSpot is the most recently updated record with a name, company and title.
+    assert (taro["first_name"], taro["last_name"]) == ("太郎", "山田")
+    assert taro["company"] == "株式会社エグザンプル"
+    assert taro["company_key"] == "エグザンプル"
+    assert taro["title"] == "部長"
+    assert taro["phone"] == "+81312345678"  # only the Lead has one
+    assert taro["locale"] == "ja"
+
+
+def test_email_is_a_non_role_address_of_the_most_recent_live_record() -> None:
+    leads = _person()
+    taro = _golden_by_record(golden_records(leads, resolve(leads)), "hubspot:contacts:1001")
+    assert taro["email"] == "taro@example.co.jp"
+    assert taro["email_domain"] == "example.co.jp"
+    assert taro["email_is_free"] is False
+    assert taro["secondary_emails"] == [
+        "info@example.co.jp",
+        "t.yamada@example.co.jp",
+        "taro@gmail.com",
+    ]
+
+
+def test_live_records_win_over_deleted_ones() -> None:
+    leads = _leads(
+        [
+            {
+                "record_id": "salesforce:Lead:00Q1",
+                "email": "new@acme.co.jp",
+                "title": "CTO",
+                "updated_at": _ts(1),
+            },
+            {
+                "record_id": "salesforce:Lead:00Q2",
+                "email": "old@acme.co.jp",
+                "title": "Engineer",
+                "opted_out": True,
+                "is_deleted": True,
+                "linked_record_ids": ["salesforce:Lead:00Q1"],
+                "updated_at": _ts(9),
+            },
+        ]
+    )
+    golden = golden_records(leads, resolve(leads))
+    row = golden.row(0, named=True)
+    assert (row["email"], row["title"]) == ("new@acme.co.jp", "CTO")
+    assert row["opted_out"] is True  # consent survives even from the deleted record
+    assert row["is_deleted"] is False
+
+
+def test_all_deleted_cluster_is_deleted() -> None:
+    leads = _leads([{"record_id": "salesforce:Lead:00Q1", "is_deleted": True}])
+    assert golden_records(leads, resolve(leads))["is_deleted"].to_list() == [True]
+
+
+def test_opportunity_flags() -> None:
+    leads = _person()
+    outcomes = pl.DataFrame(
+        {
+            "record_id": [
+                "salesforce:Lead:00Q1",
+                "salesforce:Contact:0031",
+                "salesforce:Lead:00Q2",
+            ],
+            "opportunity_id": ["0061", "0062", "0063"],
+            "stage_name": ["Closed Won", "Prospecting", "Closed Lost"],
+            "is_closed": [True, False, True],
+            "is_won": [True, False, False],
+            "amount": [100.0, None, 5.0],
+            "close_date": [date(2024, 1, 1), None, date(2024, 2, 1)],
+        },
+        schema=OUTCOME_SCHEMA,
+    )
+    golden = golden_records(leads, resolve(leads), outcomes)
+    taro = _golden_by_record(golden, "hubspot:contacts:1001")
+    hanako = _golden_by_record(golden, "salesforce:Lead:00Q2")
+    assert (taro["has_open_opportunity"], taro["has_won_opportunity"]) == (True, True)
+    assert (hanako["has_open_opportunity"], hanako["has_won_opportunity"]) == (False, False)
+    no_outcomes = golden_records(leads, resolve(leads))
+    assert not no_outcomes["has_open_opportunity"].any()
+
+
+def test_golden_records_empty() -> None:
+    leads = _leads([])
+    golden = golden_records(leads, resolve(leads))
+    assert golden.height == 0 and golden.schema == pl.Schema(GOLDEN_SCHEMA)
+
+
+def test_targets_exclude_converted_leads_and_deleted_records() -> None:
+    leads = _person().vstack(
+        _leads(
+            [
+                {
+                    "record_id": "salesforce:Lead:00Q9",
+                    "is_deleted": True,
+                    "linked_record_ids": ["salesforce:Lead:00Q2"],
+                }
+            ]
+        )
+    )
+    identity = resolve(leads)
+    out = targets(leads, identity)
+    assert out.schema == pl.Schema(TARGET_SCHEMA)
+    assert sorted(out["record_id"].to_list()) == [
+        "hubspot:contacts:1001",
+        "salesforce:Contact:0031",
+        "salesforce:Lead:00Q2",
+    ]
+    uid = dict(zip(identity["record_id"].to_list(), identity["unified_id"].to_list(), strict=True))
+    row = out.filter(pl.col("record_id") == "salesforce:Contact:0031").row(0, named=True)
+    assert row["unified_id"] == uid["salesforce:Contact:0031"]
+    assert (row["source_system"], row["source_object"], row["source_id"]) == (
+        "salesforce",
+        "Contact",
+        "0031",
+    )

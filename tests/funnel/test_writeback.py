@@ -1,0 +1,221 @@
+"""Write-back plan: only changed fields, canonical comparison, never blank, idempotent."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import polars as pl
+import pytest
+
+from orchestration.funnel.definition import LeadDefinition, load_definition
+from orchestration.funnel.writeback import PLAN_SCHEMA, apply_plan, current_values, plan_writeback
+
+
+@pytest.fixture(scope="module")
+def definition() -> LeadDefinition:
+    return load_definition()
+
+
+DESIRED_SCHEMA = {
+    "unified_id": pl.String,
+    "stage": pl.String,
+    "fit_score": pl.Int64,
+    "engagement_score": pl.Int64,
+    "score": pl.Int64,
+    "temperature": pl.String,
+    "next_template_id": pl.String,
+    "next_subject": pl.String,
+}
+
+
+def desired(*rows: dict[str, Any]) -> pl.DataFrame:
+    base = {
+        "stage": "MQL",
+        "fit_score": 30,
+        "engagement_score": 12,
+        "score": 42,
+        "temperature": "warm",
+        "next_template_id": "mql-case-study",
+        "next_subject": "A story",
+    }
+    return pl.DataFrame([base | r for r in rows], schema=DESIRED_SCHEMA)
+
+
+TARGETS = pl.DataFrame(
+    {
+        "unified_id": ["U1", "U1", "U2"],
+        "record_id": ["hubspot:contacts:1001", "salesforce:Lead:00Q1", "salesforce:Contact:0031"],
+        "source_system": ["hubspot", "salesforce", "salesforce"],
+        "source_object": ["contacts", "Lead", "Contact"],
+        "source_id": ["1001", "00Q1", "0031"],
+    }
+)
+
+HS_VALUES = {
+    "leadsync_unified_id": "U1",
+    "leadsync_stage": "MQL",
+    "leadsync_fit_score": "30",
+    "leadsync_engagement_score": "12",
+    "leadsync_score": "42.0",  # HubSpot hands numbers back with decimals
+    "leadsync_temperature": "warm",
+    "leadsync_next_content": "mql-case-study",
+    "leadsync_next_content_subject": "A story",
+}
+SF_VALUES = {
+    "LeadSync_Unified_Id__c": "U1",
+    "LeadSync_Stage__c": "MQL",
+    "LeadSync_Fit_Score__c": "30",
+    "LeadSync_Engagement_Score__c": "12",
+    "LeadSync_Score__c": "42",
+    "LeadSync_Temperature__c": "warm",
+    "LeadSync_Next_Content__c": "mql-case-study",
+    "LeadSync_Next_Content_Subject__c": "A story",
+}
+
+
+def current(overrides: dict[tuple[str, str], str | None] | None = None) -> pl.DataFrame:
+    rows = [("hubspot:contacts:1001", f, v) for f, v in HS_VALUES.items()]
+    rows += [("salesforce:Lead:00Q1", f, v) for f, v in SF_VALUES.items()]
+    rows += [("salesforce:Contact:0031", f, v.replace("U1", "U2")) for f, v in SF_VALUES.items()]
+    values = {(r, f): v for r, f, v in rows} | (overrides or {})
+    return pl.DataFrame(
+        [{"record_id": r, "field": f, "value": v} for (r, f), v in values.items()],
+        schema={"record_id": pl.String, "field": pl.String, "value": pl.String},
+    )
+
+
+def both() -> pl.DataFrame:
+    return desired({"unified_id": "U1"}, {"unified_id": "U2"})
+
+
+def test_in_sync_means_empty_plan(definition: LeadDefinition) -> None:
+    plan = plan_writeback(both(), TARGETS, current(), None, definition)
+    assert plan.schema == pl.Schema(PLAN_SCHEMA)
+    assert plan.is_empty()  # 42 vs "42.0" is no change
+
+
+def test_plan_contains_only_changed_fields(definition: LeadDefinition) -> None:
+    want = desired({"unified_id": "U1", "stage": "SAL", "score": 85}, {"unified_id": "U2"})
+    plan = plan_writeback(want, TARGETS, current(), None, definition)
+    assert plan.select("record_id", "field", "current_value", "new_value").rows() == [
+        ("hubspot:contacts:1001", "leadsync_score", "42.0", "85"),
+        ("hubspot:contacts:1001", "leadsync_stage", "MQL", "SAL"),
+        ("salesforce:Lead:00Q1", "LeadSync_Score__c", "42", "85"),
+        ("salesforce:Lead:00Q1", "LeadSync_Stage__c", "MQL", "SAL"),
+    ]
+    assert set(plan["system"]) == {"hubspot", "salesforce"}
+    assert plan.filter(pl.col("system") == "salesforce")["object"].unique().to_list() == ["Lead"]
+    assert plan.filter(pl.col("system") == "hubspot")["source_id"].unique().to_list() == ["1001"]
+
+
+def test_missing_fields_in_crm_are_filled(definition: LeadDefinition) -> None:
+    cur = current().filter(pl.col("record_id") != "salesforce:Contact:0031")
+    plan = plan_writeback(both(), TARGETS, cur, None, definition)
+    assert plan.height == 8
+    assert set(plan["record_id"]) == {"salesforce:Contact:0031"}
+    assert plan["current_value"].null_count() == 8
+    assert dict(zip(plan["field"], plan["new_value"], strict=True))["LeadSync_Score__c"] == "42"
+
+
+def test_never_replace_a_value_with_a_blank(definition: LeadDefinition) -> None:
+    want = desired(
+        {"unified_id": "U1", "next_template_id": None, "next_subject": ""}, {"unified_id": "U2"}
+    )
+    assert plan_writeback(want, TARGETS, current(), None, definition).is_empty()
+
+
+def test_none_equals_empty_string(definition: LeadDefinition) -> None:
+    cur = current({("salesforce:Contact:0031", "LeadSync_Next_Content_Subject__c"): ""})
+    want = desired({"unified_id": "U1"}, {"unified_id": "U2", "next_subject": None})
+    assert plan_writeback(want, TARGETS, cur, None, definition).is_empty()
+
+
+def test_number_forms_compare_equal(definition: LeadDefinition) -> None:
+    cur = current(
+        {
+            ("salesforce:Lead:00Q1", "LeadSync_Fit_Score__c"): " 30.00 ",
+            ("hubspot:contacts:1001", "leadsync_fit_score"): "30",
+        }
+    )
+    want = both().with_columns(pl.col("fit_score").cast(pl.Float64))
+    assert plan_writeback(want, TARGETS, cur, None, definition).is_empty()
+
+
+def test_second_plan_after_applying_is_empty(definition: LeadDefinition) -> None:
+    want = desired(
+        {"unified_id": "U1", "stage": "SQL", "temperature": "hot", "next_subject": "Demo"},
+        {"unified_id": "U2", "score": 7},
+    )
+    cur = current({("salesforce:Contact:0031", "LeadSync_Temperature__c"): None})
+    plan = plan_writeback(want, TARGETS, cur, None, definition)
+    assert plan.height == 8  # 3 fields × 2 U1 records + score and temperature of U2's contact
+    after = apply_plan(cur, plan)
+    assert plan_writeback(want, TARGETS, after, after, definition).is_empty()
+
+
+def test_human_edit_of_leadsync_owned_field_is_overwritten(definition: LeadDefinition) -> None:
+    cur = current({("salesforce:Lead:00Q1", "LeadSync_Stage__c"): "SQL"})
+    last = current()  # we last wrote MQL; a person changed it to SQL
+    plan = plan_writeback(both(), TARGETS, cur, last, definition)
+    assert plan.select("field", "current_value", "new_value").rows() == [
+        ("LeadSync_Stage__c", "SQL", "MQL")
+    ]
+
+
+def test_crm_owned_field_edited_by_a_person_is_left_alone(definition: LeadDefinition) -> None:
+    sf = definition.writeback.salesforce
+    fields = dict(sf.fields)
+    fields["LeadSync_Stage__c"] = fields["LeadSync_Stage__c"].model_copy(update={"owner": "crm"})
+    crm_owned = definition.model_copy(
+        update={
+            "writeback": definition.writeback.model_copy(
+                update={"salesforce": sf.model_copy(update={"fields": fields})}
+            )
+        }
+    )
+    want = desired({"unified_id": "U1", "stage": "SAL"}, {"unified_id": "U2", "stage": "SAL"})
+    cur = current({("salesforce:Lead:00Q1", "LeadSync_Stage__c"): "SQL"})  # edited by a person
+    last = current()  # we last wrote MQL everywhere
+    plan = plan_writeback(want, TARGETS, cur, last, crm_owned)
+    stage_rows = plan.filter(pl.col("field").str.to_lowercase() == "leadsync_stage__c")
+    # Lead 00Q1: the person's SQL stands; Contact 0031 still holds our MQL, so it is updated.
+    assert stage_rows["record_id"].to_list() == ["salesforce:Contact:0031"]
+    assert plan.filter(pl.col("field") == "leadsync_stage")["new_value"].to_list() == ["SAL"]
+
+
+def test_current_values_from_raw_pulls(definition: LeadDefinition) -> None:
+    raw = {
+        "hubspot:contacts": pl.DataFrame(
+            {"id": ["1001"], "email": ["a@example.com"], "leadsync_stage": ["MQL"]}
+        ),
+        "salesforce:Lead": pl.DataFrame(
+            {"Id": ["00Q1"], "LeadSync_Score__c": ["42.0"], "LeadSync_Stage__c": [None]},
+            schema={
+                "Id": pl.String,
+                "LeadSync_Score__c": pl.String,
+                "LeadSync_Stage__c": pl.String,
+            },
+        ),
+        "salesforce:Account": pl.DataFrame({"Id": ["001A"]}),
+    }
+    cur = current_values(raw, definition)
+    assert cur.columns == ["record_id", "field", "value"]
+    assert cur.height == 16  # 8 fields × (1 contact + 1 lead); the Account is not a target
+    values = {(r, f): v for r, f, v in cur.iter_rows()}
+    assert values[("hubspot:contacts:1001", "leadsync_stage")] == "MQL"
+    assert values[("hubspot:contacts:1001", "leadsync_score")] is None  # not pulled → missing
+    assert values[("salesforce:Lead:00Q1", "LeadSync_Score__c")] == "42.0"
+    plan = plan_writeback(desired({"unified_id": "U1"}), TARGETS.head(2), cur, None, definition)
+    # Only the stage on HubSpot and the score on Salesforce already hold the desired value.
+    assert plan.height == 14
+
+
+def test_deleted_and_converted_leads_are_not_targets(definition: LeadDefinition) -> None:
+    targets = TARGETS.with_columns(
+        pl.Series("sf_is_converted", [False, True, True]),
+        pl.Series("is_deleted", [True, False, False]),
+    )
+    cur = current().filter(pl.lit(False))  # the CRMs hold nothing yet
+    plan = plan_writeback(both(), targets, cur, None, definition)
+    # HubSpot 1001 is deleted, Lead 00Q1 is converted; Contact 0031 (converted too) is written.
+    assert set(plan["record_id"]) == {"salesforce:Contact:0031"}
