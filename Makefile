@@ -1,5 +1,6 @@
 # The two commands a new machine needs are `make demo` and `make test`; both bootstrap .venv.
 SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -24,7 +25,7 @@ demo: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 
 test: lint unit
 
-lint: $(STAMP)
+lint: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
