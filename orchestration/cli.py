@@ -44,7 +44,8 @@ def _print_summary(title: str, summary: "SyncSummary") -> None:
     console.print(table)
     console.print(
         f"unified leads: [bold]{summary.unified_leads}[/]   "
-        f"records merged into another: [bold]{summary.merged_records}[/]"
+        f"records merged into another: [bold]{summary.merged_records}[/]   "
+        f"records in quarantine: [bold]{summary.quarantined_records}[/]"
     )
     stages = "  ".join(f"{stage} {n}" for stage, n in summary.leads_by_stage.items())
     console.print(f"leads per stage: {stages}")

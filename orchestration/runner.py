@@ -32,6 +32,7 @@ class SyncSummary:
     """What one run did, in the users' terms."""
 
     records_pulled: dict[str, int] = field(default_factory=dict)
+    quarantined_records: int = 0
     unified_leads: int = 0
     merged_records: int = 0
     leads_by_stage: dict[str, int] = field(default_factory=dict)
@@ -94,6 +95,7 @@ def summarise(result: dg.ExecuteInProcessResult, *, dry_run: bool) -> SyncSummar
                 meta.get(key, {}).get("records_pulled", 0)
             )
             calls[system] += int(meta.get(key, {}).get("api_calls", 0))
+    summary.quarantined_records = int(meta.get("leads/normalized", {}).get("quarantined", 0))
     summary.merged_records = int(meta.get("leads/identity", {}).get("merged_records", 0))
     summary.unified_leads = int(meta.get("leads/unified", {}).get("unified_leads", 0))
     summary.leads_by_stage = dict(meta.get("leads/stages", {}).get("leads_by_stage", {}))

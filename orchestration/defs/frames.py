@@ -6,6 +6,7 @@ from orchestration.funnel.model import ACTIVITY_SCHEMA, CANONICAL_LEAD_SCHEMA, I
 from orchestration.funnel.normalize import OUTCOME_SCHEMA
 from orchestration.funnel.nurture.render import RENDER_COLUMNS
 from orchestration.funnel.nurture.select import ASSIGNMENT_SCHEMA
+from orchestration.funnel.quality import REJECTION_SCHEMA
 from orchestration.funnel.scoring import SCORE_SCHEMA
 from orchestration.funnel.stages import STAGES_SCHEMA
 from orchestration.funnel.unify import GOLDEN_SCHEMA, TARGET_SCHEMA
@@ -14,6 +15,7 @@ from orchestration.store import StateStore
 
 FRAME_SCHEMAS: dict[str, dict[str, pl.DataType]] = {
     "leads_normalized": CANONICAL_LEAD_SCHEMA,
+    "quarantined": REJECTION_SCHEMA,
     "activities_normalized": ACTIVITY_SCHEMA,
     "outcomes": OUTCOME_SCHEMA,
     "identity": IDENTITY_SCHEMA,

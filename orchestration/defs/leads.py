@@ -9,7 +9,7 @@ import polars as pl
 from orchestration.defs import frames
 from orchestration.defs.metadata import markdown_preview
 from orchestration.defs.resources import LeadDefinitionResource, StateStoreResource
-from orchestration.funnel import identity, normalize, scoring, stages, unify
+from orchestration.funnel import identity, normalize, quality, scoring, stages, unify
 from orchestration.store import StateStore, tables
 
 RAW_SOURCES = (
@@ -55,11 +55,14 @@ _LEADS = {"group_name": "leads", "kinds": {"polars", "sqlite"}}
 def leads_normalized(
     state_store: StateStoreResource, lead_definition: LeadDefinitionResource
 ) -> dg.MaterializeResult:
-    """Every CRM person record mapped to the canonical lead model and normalised."""
+    """Every CRM person record mapped to the canonical lead model, normalised and checked."""
     store = state_store.store()
     raw = raw_frames(store)
-    leads = normalize.normalize_leads(raw, lead_definition.definition().field_mappings)
+    mapped = normalize.normalize_leads(raw, lead_definition.definition().field_mappings)
+    # A record that cannot be trusted waits in quarantine with its reason; the run goes on.
+    leads, quarantined = quality.quarantine(mapped)
     frames.write(store, "leads_normalized", leads)
+    frames.write(store, "quarantined", quarantined)
     frames.write(store, "activities_normalized", normalize.normalize_activities(raw))
     frames.write(store, "outcomes", normalize.normalize_outcomes(raw))
     by_system = leads.group_by("source_system").len().sort("source_system")
@@ -67,6 +70,8 @@ def leads_normalized(
         metadata={
             "records": len(leads),
             "records_by_system": {r["source_system"]: r["len"] for r in by_system.to_dicts()},
+            "quarantined": len(quarantined),
+            "quarantine_preview": markdown_preview(quarantined.head(10)),
             "preview": markdown_preview(
                 leads.select("record_id", "company_key", "country", "locale").head(10)
             ),
