@@ -85,7 +85,8 @@ class HubSpotConnector:
     def _call(self, family: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         (self._search_limit if family == "search" else self._burst).acquire()
         self.calls.add(family)
-        return fn(*args, **kwargs)
+        # The client sets no timeout of its own: a stalled connection would hang the run forever.
+        return fn(*args, _request_timeout=c.REQUEST_TIMEOUT, **kwargs)
 
     # ---- pull ------------------------------------------------------------------------------
 

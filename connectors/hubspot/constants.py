@@ -13,6 +13,8 @@ ASSOCIATION_BATCH_SIZE = 100  # v4 association batch read; HubSpot's documented 
 BURST_LIMIT = (170, 10.0)
 SEARCH_LIMIT = (4, 1.0)
 
+REQUEST_TIMEOUT = (10.0, 60.0)  # (connect, read) seconds; urllib3 retries a timed-out call
+
 # Search results lag writes by "a few moments": incremental windows start this far before the
 # stored cursor.
 SEARCH_OVERLAP_S = 120

@@ -11,9 +11,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import requests
+from requests import PreparedRequest, Response
+from requests.adapters import HTTPAdapter
 from simple_salesforce.api import Salesforce
 from simple_salesforce.exceptions import SalesforceError
 from simple_salesforce.format import format_soql
+from urllib3.util.retry import Retry
 
 from connectors.ratelimit import CallCounter
 from connectors.salesforce import constants as c
@@ -66,6 +69,21 @@ class SalesforceConnector:
             session.verify = ca_bundle
             session.trust_env = False
         session.hooks["response"].append(self._count)
+        # simple-salesforce retries nothing but an expired session: transient 5xx, dropped
+        # connections and timeouts are retried here with backoff (Salesforce sends no 429s; its
+        # REQUEST_LIMIT_EXCEEDED 403 is a budget, not something to retry).
+        adapter = _TimeoutAdapter(
+            max_retries=Retry(
+                total=c.RETRIES,
+                status_forcelist=(500, 502, 503, 504),
+                allowed_methods=None,
+                backoff_factor=c.BACKOFF_S,
+                respect_retry_after_header=True,
+                raise_on_status=False,
+            )
+        )
+        session.mount("https://", adapter)
+        session.mount("http://", adapter)
         # Client credentials when there is no username; username + password (+ token) otherwise,
         # through the connected app when its key is given too.
         self._sf = Salesforce(
@@ -181,6 +199,15 @@ class SalesforceConnector:
                     )
                     outcomes.append(WriteOutcome(rid, False, reason))
         return outcomes
+
+
+class _TimeoutAdapter(HTTPAdapter):
+    """Gives every request a timeout: simple-salesforce passes none, so a stall would hang."""
+
+    def send(self, request: PreparedRequest, **kwargs: Any) -> Response:  # type: ignore[override]
+        if kwargs.get("timeout") is None:
+            kwargs["timeout"] = c.REQUEST_TIMEOUT
+        return super().send(request, **kwargs)
 
 
 def _typed(value: str, sf_type: str) -> Any:

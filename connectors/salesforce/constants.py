@@ -2,6 +2,10 @@
 
 API_VERSION = "59.0"
 
+REQUEST_TIMEOUT = (10.0, 120.0)  # (connect, read) seconds
+RETRIES = 5
+BACKOFF_S = 0.5
+
 COLLECTION_SIZE = 200  # sObject Collections take at most 200 records per call
 IN_CLAUSE_SIZE = 200  # keep IN (...) lists well under SOQL's 100,000-character statement limit
 
