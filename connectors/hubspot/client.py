@@ -8,7 +8,7 @@ also carry `contact_ids`.
 import logging
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from hubspot import HubSpot
@@ -58,7 +58,16 @@ def _body(exc: Exception) -> str:
 class HubSpotConnector:
     """Talks to one HubSpot portal (or the sandbox) through the official client."""
 
-    def __init__(self, access_token: str, base_url: str = c.DEFAULT_BASE_URL) -> None:
+    def __init__(
+        self,
+        access_token: str,
+        base_url: str = c.DEFAULT_BASE_URL,
+        *,
+        burst_limit: tuple[int, float] | None = c.BURST_LIMIT,
+        search_limit: tuple[int, float] | None = c.SEARCH_LIMIT,
+    ) -> None:
+        """`burst_limit` / `search_limit` are (calls, seconds); None paces nothing (a sandbox
+        with its limits off)."""
         # urllib3 retries nothing on POST by default (trip-wire 11): search and batch are POSTs, so
         # allow every method and let 429/5xx be retried with backoff, honouring Retry-After.
         retry = Retry(
@@ -78,12 +87,15 @@ class HubSpotConnector:
         self._properties = self._client.crm.properties.core_api
         self._groups = self._client.crm.properties.groups_api
         self._assoc = self._client.crm.associations.v4.batch_api
-        self._burst = SlidingWindowLimiter(*c.BURST_LIMIT)
-        self._search_limit = SlidingWindowLimiter(*c.SEARCH_LIMIT)
+        self._events = self._client.events.events_api
+        self._burst = SlidingWindowLimiter(*burst_limit) if burst_limit else None
+        self._search_limit = SlidingWindowLimiter(*search_limit) if search_limit else None
         self.calls = CallCounter()
 
     def _call(self, family: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        (self._search_limit if family == "search" else self._burst).acquire()
+        limiter = self._search_limit if family == "search" else self._burst
+        if limiter is not None:
+            limiter.acquire()
         self.calls.add(family)
         # The client sets no timeout of its own: a stalled connection would hang the run forever.
         return fn(*args, _request_timeout=c.REQUEST_TIMEOUT, **kwargs)
@@ -99,7 +111,9 @@ class HubSpotConnector:
         with_contacts: bool = False,
     ) -> Iterator[list[dict[str, Any]]]:
         """Yield pages of records changed since `since` (everything when None)."""
-        if since is None:
+        if object_type in c.EVENT_TYPES:
+            yield from self._events_since(c.EVENT_TYPES[object_type], since)
+        elif since is None:
             yield from self._list_all(object_type, properties, with_contacts)
         else:
             for page in self._search_since(object_type, properties, since):
@@ -193,6 +207,39 @@ class HubSpotConnector:
                         f"{start.isoformat()}; cannot page past HubSpot's search cap"
                     )
                 start = window_max
+
+    def _events_since(
+        self, event_type: str, since: datetime | None
+    ) -> Iterator[list[dict[str, Any]]]:
+        """Contact timeline events (page views) from the Events API, oldest first."""
+        after: str | None = None
+        while True:
+            kwargs: dict[str, Any] = {
+                "object_type": "contact",
+                "event_type": event_type,
+                "limit": c.EVENTS_PAGE_SIZE,
+                "sort": ["ASCENDING"],
+            }
+            if since is not None:
+                kwargs["occurred_after"] = since - timedelta(seconds=c.SEARCH_OVERLAP_S)
+            if after:
+                kwargs["after"] = after
+            page = self._call("events", self._events.get_page, **kwargs)
+            yield [
+                {
+                    "id": str(e.id),
+                    "objectId": str(e.object_id),
+                    "eventType": e.event_type,
+                    "occurredAt": e.occurred_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                    **(e.properties or {}),
+                    "_modified_at": e.occurred_at,
+                    "_deleted": False,
+                }
+                for e in page.results or []
+            ]
+            if page.paging is None or page.paging.next is None:
+                return
+            after = page.paging.next.after
 
     def _contacts_of(self, object_type: str, ids: Sequence[str]) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {}

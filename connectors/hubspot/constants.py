@@ -26,5 +26,10 @@ DEFAULT_MODIFIED_PROPERTY = "hs_lastmodifieddate"
 
 ENGAGEMENT_TYPES = ("emails", "calls", "meetings", "notes")
 
+# Timeline events read through the Events API (/events/v3/events), by the name leadsync stores them
+# under. Page views are how pricing-page visits become visible per event.
+EVENT_TYPES = {"web_events": "e_visited_page"}
+EVENTS_PAGE_SIZE = 100
+
 # The property group leadsync's own properties go to when the definition names none.
 PROPERTY_GROUP = "leadsync"

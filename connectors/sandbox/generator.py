@@ -1,25 +1,37 @@
 """Deterministic synthetic CRM data for the HubSpot and Salesforce sandboxes.
 
-`generate(size, seed)` invents `size` people, decides which CRM(s) know each of them and how, and
-renders their records in the load formats fixed by `docs/sandbox-data.md`. The point of the data is
-to be *hard* in the ways real Japanese/English B2B CRMs are hard: the same person looks different in
-each system (itaiji, designator position, full-width digits, +tags, nicknames, missing fields), and
-different people look alike (colleagues on one domain, namesakes, relatives at one firm, shared role
-mailboxes, holding/subsidiary pairs). `truth` records which records are the same person.
+`iter_generate(size, seed)` invents `size` people, decides which CRM(s) know each of them and how,
+and yields their records chunk by chunk in the load formats fixed by `docs/sandbox-data.md`;
+`generate(size, seed)` collects the chunks into one `SandboxDataset`. The point of the data is to be
+*hard* in the ways real Japanese/English B2B CRMs are hard: the same person looks different in each
+system (itaiji, designator position, full-width digits, kana readings, +tags, nicknames, typos, a
+new employer's address, missing fields), and different people look alike (colleagues on one domain
+and switchboard, namesakes, relatives at one firm, shared role mailboxes, holding/subsidiary pairs).
+`truth` records which records are the same person; `outcomes` records who became an opportunity
+and who bought, which is a function of fit and behaviour so lead scoring can be backtested.
 
 Determinism: every random draw comes from one `random.Random(seed)` in a fixed order, nothing reads
-the clock or iterates a set/hash of strings, so `(size, seed, now)` gives byte-identical output.
+the clock or iterates a set/hash of strings, so `(size, seed, now)` gives byte-identical output, and
+the chunk size only decides where the stream is cut, never what is in it.
 
-Scale: people are generated one at a time by `_Builder.add_person`, which only appends to the output
-lists and reads bounded shared state (the company universe, campaign catalogue, a small reservoir of
-recent people for hard negatives, id counters). A streaming variant can flush the lists every N
-people; the only records touched after emission are Accounts (Type becomes Customer on a won deal).
+Scale: people are generated one at a time by `_Builder.add_person`, which appends to the current
+chunk's lists; `take()` hands the chunk over. What stays is shared state that is small next to the
+records: users, the campaign catalogue, the company universe (one company per ~5 people), a bounded
+reservoir of recent people for hard negatives, id counters, and a fixed-size filter of the
+addresses in use (so emails stay unique). No record is touched after it has been emitted: an
+Account's Type is decided when the Account is created, from the company's planned purchase
+(`_Company.buying`), so chunks already handed over never change.
 """
 
 import bisect
 import csv
+import gc
+import hashlib
+import math
 import random
-from collections.abc import Sequence
+import unicodedata
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from itertools import combinations
@@ -31,6 +43,8 @@ from connectors.sandbox import generator_data as data
 Record = dict[str, Any]
 
 DEFAULT_NOW: Final[datetime] = datetime(2026, 11, 1, tzinfo=UTC)
+DEFAULT_CHUNK_PEOPLE: Final[int] = 10_000
+_EPOCH: Final[datetime] = datetime(1970, 1, 1, tzinfo=UTC)
 
 HUBSPOT_OBJECTS: Final[tuple[str, ...]] = (
     # Load order matters for associations: companies before contacts before engagements.
@@ -41,7 +55,13 @@ HUBSPOT_OBJECTS: Final[tuple[str, ...]] = (
     "meetings",
     "notes",
     "tasks",
+    # Not CRM objects: timeline events of contacts (docs/sandbox-data.md), after the contacts.
+    "web_events",
+    "email_events",
 )
+# The HubSpot keys that are timeline events, not CRM objects: no properties/associations, and
+# the CRM emulator's `load` does not take them (docs/sandbox-data.md).
+HUBSPOT_EVENT_OBJECTS: Final[tuple[str, ...]] = ("web_events", "email_events")
 SALESFORCE_OBJECTS: Final[tuple[str, ...]] = (
     "User",
     "Account",
@@ -84,6 +104,13 @@ LEADSYNC_FIELDS: Final[tuple[str, ...]] = (
     "LeadSync_Next_Content_Subject__c",
     "LeadSync_Synced_At__c",
 )
+# Reading (フリガナ) fields a Japanese org adds to Lead and Contact; HubSpot custom properties.
+SF_KANA_FIELDS: Final[tuple[str, str]] = ("LastNameKana__c", "FirstNameKana__c")
+HS_KANA_PROPERTIES: Final[tuple[str, str]] = ("lastname_kana", "firstname_kana")
+# LeadSource values that mark a sales-generated lead (SGL): no marketing touch came first.
+SALES_LEAD_SOURCES: Final[frozenset[str]] = frozenset(s for s, _ in data.SALES_LEAD_SOURCES)
+FIT_TIERS: Final[tuple[str, ...]] = ("high", "medium", "low")
+ENGAGEMENT_TIERS: Final[tuple[str, ...]] = ("hot", "warm", "cold", "dormant")
 
 # Person creation spans ~2.5 years (CRMs keep old records); activity lives in the last ~18 months.
 _CREATION_SPAN = timedelta(days=900)
@@ -92,6 +119,8 @@ _CAMPAIGN_SPAN_DAYS = 600
 # Accounts and HubSpot companies come from an older CRM/ERP import, so they predate every person.
 _IMPORT_START = timedelta(days=1500)
 _IMPORT_END = timedelta(days=1000)
+# A deal needs this long from first touch to close; younger people can only have open deals.
+_MIN_CLOSE_AGE = timedelta(days=75)
 
 _B62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _SF_SUFFIX = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
@@ -107,6 +136,31 @@ _COUNTRY_CODE: Final[dict[str, str]] = {
     "AU": "61",
     "SG": "65",
 }
+
+
+def _half_width_kana_table() -> dict[int, str]:
+    """Full-width katakana -> half-width (ｶﾞ is two characters), derived from NFKC so it is exact."""
+    table: dict[int, str] = {}
+    for code in range(0xFF66, 0xFF9E):  # ｦ..ﾝ, plus ｰ
+        half = chr(code)
+        table[ord(unicodedata.normalize("NFKC", half))] = half
+        for mark in ("\uff9e", "\uff9f"):  # (han)dakuten
+            composed = unicodedata.normalize("NFKC", half + mark)
+            if len(composed) == 1:
+                table[ord(composed)] = half + mark
+    return table
+
+
+_HALF_WIDTH_KANA = _half_width_kana_table()
+# Katakana ァ..ヶ sit exactly 0x60 above hiragana ぁ..ゖ; ー has no hiragana form and stays.
+_TO_HIRAGANA = {c: c - 0x60 for c in range(0x30A1, 0x30F7)}
+# Neighbouring keys on a QWERTY keyboard, for one-character typos in Latin text.
+_KEY_NEIGHBOURS: Final[dict[str, str]] = {
+    "a": "sqz", "b": "vn", "c": "xv", "d": "sf", "e": "wr", "f": "dg", "g": "fh", "h": "gj",
+    "i": "uo", "j": "hk", "k": "jl", "l": "k", "m": "n", "n": "bm", "o": "ip", "p": "o",
+    "q": "w", "r": "et", "s": "ad", "t": "ry", "u": "yi", "v": "cb", "w": "qe", "x": "zc",
+    "y": "tu", "z": "x",
+}  # fmt: skip
 
 T = TypeVar("T")
 
@@ -129,21 +183,98 @@ class TruthRow:
         return f"{self.system}:{self.object}:{self.record_id}"
 
 
+@dataclass(frozen=True, slots=True)
+class OutcomeRow:
+    """What happened to one person, for backtesting lead scoring (one row per person).
+
+    `became_opportunity`/`won` are the person's real outcome by `now` (whether or not a CRM shows
+    it: people only in HubSpot have no Salesforce Opportunity). `fit_tier` is high/medium/low from
+    seniority, company size and target industry; `engagement_tier` is the latent hot/warm/cold/
+    dormant behaviour that drove their touches. `first_hand_raise_at` is their first contact/demo/
+    quote request (None if they never raised a hand)."""
+
+    person_id: str
+    became_opportunity: bool
+    won: bool
+    first_hand_raise_at: datetime | None
+    fit_tier: str
+    engagement_tier: str
+
+
+@dataclass(frozen=True)
+class SandboxChunk:
+    """The records of people `people.start`..`people.stop - 1`, in load order.
+
+    Concatenating every chunk's lists (per object type, in chunk order) gives `generate`'s output.
+    The first chunk also carries the shared records (Users, Campaigns); Accounts and HubSpot
+    companies appear in the chunk of the first person who needs them. Records may reference records
+    of earlier chunks (a colleague's Contact, a Campaign), never of later ones."""
+
+    index: int
+    people: range
+    hubspot: dict[str, list[Record]]
+    salesforce: dict[str, list[Record]]
+    truth: list[TruthRow]
+    outcomes: list[OutcomeRow]
+
+
+def write_truth_csv(rows: Iterable[TruthRow], path: Path) -> None:
+    """Write identity truth as CSV (system,object,record_id,person_id), UTF-8, LF line ends.
+
+    Takes any iterable, so a streaming consumer can pass rows chunk by chunk."""
+    with Path(path).open("w", encoding="utf-8", newline="") as fh:
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow(("system", "object", "record_id", "person_id"))
+        for row in rows:
+            writer.writerow((row.system, row.object, row.record_id, row.person_id))
+
+
+def write_outcomes_csv(rows: Iterable[OutcomeRow], path: Path) -> None:
+    """Write outcome truth as CSV (person_id,became_opportunity,won,first_hand_raise_at,fit_tier,
+    engagement_tier): booleans as true/false, the time as ISO 8601 UTC ("...Z") or empty."""
+    with Path(path).open("w", encoding="utf-8", newline="") as fh:
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow(
+            (
+                "person_id",
+                "became_opportunity",
+                "won",
+                "first_hand_raise_at",
+                "fit_tier",
+                "engagement_tier",
+            )
+        )
+        for row in rows:
+            raised = row.first_hand_raise_at
+            writer.writerow(
+                (
+                    row.person_id,
+                    "true" if row.became_opportunity else "false",
+                    "true" if row.won else "false",
+                    raised.isoformat().replace("+00:00", "Z") if raised else "",
+                    row.fit_tier,
+                    row.engagement_tier,
+                )
+            )
+
+
 @dataclass(frozen=True)
 class SandboxDataset:
-    """Records to load into the two emulators plus the ground truth of who is who."""
+    """Records to load into the two emulators plus the ground truth of who is who and what
+    happened to them."""
 
     hubspot: dict[str, list[Record]]
     salesforce: dict[str, list[Record]]
     truth: list[TruthRow]
+    outcomes: list[OutcomeRow] = field(default_factory=list)
 
     def write_truth(self, path: Path) -> None:
         """Write the truth as CSV (system,object,record_id,person_id), UTF-8, LF line ends."""
-        with Path(path).open("w", encoding="utf-8", newline="") as fh:
-            writer = csv.writer(fh, lineterminator="\n")
-            writer.writerow(("system", "object", "record_id", "person_id"))
-            for row in self.truth:
-                writer.writerow((row.system, row.object, row.record_id, row.person_id))
+        write_truth_csv(self.truth, path)
+
+    def write_outcomes(self, path: Path) -> None:
+        """Write the outcome truth as CSV (see `write_outcomes_csv`), one row per person."""
+        write_outcomes_csv(self.outcomes, path)
 
     def summary(self) -> dict[str, int]:
         """Counts for logs and benchmarks: people, records per object, overlap, duplicates."""
@@ -163,6 +294,8 @@ class SandboxDataset:
             "duplicate_pairs": sum(n * (n - 1) // 2 for n in per_system.values()),
             "truth_rows": len(self.truth),
             "truth_pairs": len(truth_pairs(self)),
+            "opportunities": sum(1 for o in self.outcomes if o.became_opportunity),
+            "wins": sum(1 for o in self.outcomes if o.won),
         }
         for name, records in self.hubspot.items():
             out[f"hubspot.{name}"] = len(records)
@@ -184,18 +317,80 @@ def truth_pairs(dataset: SandboxDataset) -> set[frozenset[str]]:
     return pairs
 
 
-def generate(size: int, seed: int, *, now: datetime | None = None) -> SandboxDataset:
-    """Generate `size` distinct people and their HubSpot/Salesforce records, deterministically."""
+def iter_generate(
+    size: int,
+    seed: int,
+    *,
+    now: datetime | None = None,
+    chunk_people: int = DEFAULT_CHUNK_PEOPLE,
+) -> Iterator[SandboxChunk]:
+    """Generate `size` people chunk by chunk (`chunk_people` people each), deterministically.
+
+    Memory stays at one chunk plus the shared universe (users, campaigns, companies, a filter of
+    the addresses in use), so sizes in the millions stream through. Always yields at least one chunk
+    (size 0 still has Users and Campaigns)."""
     if size < 0:
         raise ValueError(f"size must be >= 0, got {size}")
+    if chunk_people < 1:
+        raise ValueError(f"chunk_people must be >= 1, got {chunk_people}")
     if now is None:
         now = DEFAULT_NOW
     elif now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
-    builder = _Builder(size, seed, now.astimezone(UTC).replace(microsecond=0))
-    for index in range(size):
-        builder.add_person(index)
-    return SandboxDataset(hubspot=builder.hs, salesforce=builder.sf, truth=builder.truth)
+    return _stream(size, seed, now.astimezone(UTC).replace(microsecond=0), chunk_people)
+
+
+def _stream(size: int, seed: int, now: datetime, chunk_people: int) -> Iterator[SandboxChunk]:
+    # A separate generator function so that iter_generate validates its arguments eagerly.
+    with _no_cyclic_gc():
+        builder = _Builder(size, seed, now)
+    index = 0
+    start = 0
+    while True:
+        stop = min(size, start + chunk_people)
+        with _no_cyclic_gc():
+            for person in range(start, stop):
+                builder.add_person(person)
+        hs, sf, truth, outcomes = builder.take()
+        yield SandboxChunk(index, range(start, stop), hs, sf, truth, outcomes)
+        index += 1
+        start = stop
+        if start >= size:
+            return
+
+
+@contextmanager
+def _no_cyclic_gc() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a chunk is built (restored between chunks).
+
+    A chunk is hundreds of thousands of small acyclic dicts; each allocation burst triggers
+    collections that walk the growing chunk again and again (about 30% of the run time). Nothing
+    here creates reference cycles, so reference counting frees everything that dies meanwhile."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def generate(size: int, seed: int, *, now: datetime | None = None) -> SandboxDataset:
+    """Generate `size` distinct people and their HubSpot/Salesforce records, deterministically.
+
+    Collects `iter_generate`; use that directly when the whole dataset need not fit in memory."""
+    hubspot: dict[str, list[Record]] = {name: [] for name in HUBSPOT_OBJECTS}
+    salesforce: dict[str, list[Record]] = {name: [] for name in SALESFORCE_OBJECTS}
+    truth: list[TruthRow] = []
+    outcomes: list[OutcomeRow] = []
+    for chunk in iter_generate(size, seed, now=now):
+        for name, records in chunk.hubspot.items():
+            hubspot[name].extend(records)
+        for name, records in chunk.salesforce.items():
+            salesforce[name].extend(records)
+        truth.extend(chunk.truth)
+        outcomes.extend(chunk.outcomes)
+    return SandboxDataset(hubspot=hubspot, salesforce=salesforce, truth=truth, outcomes=outcomes)
 
 
 # ==================================================================================================
@@ -272,6 +467,52 @@ def _ascii_local(s: str) -> str:
     return "".join(c for c in s.lower() if c.isascii() and c.isalnum())
 
 
+def _sigmoid(z: float) -> float:
+    return 1.0 / (1.0 + math.exp(-z))
+
+
+def _size_score(employees: int) -> float:
+    """How well a company's size fits a B2B marketing platform: 0 at 10 staff, 1 from 10,000
+    (log scale; micro firms rarely buy one, large ones have the teams that need it)."""
+    return min(1.0, max(0.0, (math.log10(max(employees, 1)) - 1.0) / 3.0))
+
+
+# Seniority 0 (student) .. 5 (executive) -> how much the person's role fits (buying power).
+_SENIORITY_SCORE: Final[tuple[float, ...]] = (0.0, 0.2, 0.45, 0.7, 0.9, 1.0)
+
+
+class _SeenFilter:
+    """Which addresses are taken, in constant memory: a Bloom filter over strings.
+
+    Sets of every address of a million people would be a third of the generator's memory; this is
+    a fixed bit array (64-128 bits per planned person, 8 MB at 1M) with 10 probes derived from one
+    BLAKE2 hash (stable across runs, unlike `hash()`). It never answers "free" for an address in
+    use, so emails stay unique; about once in a million lookups it answers "taken" for a free one,
+    which only makes the generator pick the next address (or, for a HubSpot contact, leave the
+    email off as if another contact held it)."""
+
+    __slots__ = ("_bits", "_mask")
+
+    def __init__(self, expected: int) -> None:
+        size = 1 << max(16, (64 * expected).bit_length())
+        self._bits = bytearray(size // 8)
+        self._mask = size - 1
+
+    def add(self, key: str) -> bool:
+        """Mark `key` as taken; True if it was free until now."""
+        h = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=16).digest(), "little")
+        h1, h2 = h & 0xFFFFFFFFFFFFFFFF, (h >> 64) | 1
+        bits, mask = self._bits, self._mask
+        fresh = False
+        for i in range(10):
+            pos = (h1 + i * h2) & mask
+            byte, bit = pos >> 3, 1 << (pos & 7)
+            if not bits[byte] & bit:
+                bits[byte] |= bit
+                fresh = True
+        return fresh
+
+
 @dataclass(slots=True)
 class _Company:
     idx: int
@@ -295,20 +536,26 @@ class _Company:
     email_pattern: int
     role_mailbox: str
     created: datetime
+    # Company half of fit (size, target industry), 0..1.
+    fit: float = 0.0
+    # Planned at build time: does this company buy during the data window (or is it an existing
+    # customer)? Wins need it, and the Account's Type is "Customer" from creation when it is set,
+    # which is what lets Accounts be emitted once, chunk by chunk, and never patched later.
+    buying: bool = False
     hs_id: str | None = None
     sf_id: str | None = None
-    sf_record: Record | None = None
     sf_contacts: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True)
 class _Touch:
     kind: str  # newsletter | newsletter_signup | whitepaper | case_study | webinar | seminar |
-    #            tradeshow | hand_raise | list_import | business_card
+    #            tradeshow | hand_raise | list_import | business_card | sales (an SGL's start)
     at: datetime
     campaign_id: str | None = None
     status: str | None = None
     conversion: str | None = None
+    opened_at: datetime | None = None  # newsletters: when the email was opened (and clicked)
 
 
 @dataclass(slots=True)
@@ -351,6 +598,25 @@ class _Person:
     bounced: datetime | None = None
     consent_scope: str = "both"  # which CRM(s) learnt about an opt-out/bounce: hs | sf | both
     touches: list[_Touch] = field(default_factory=list)
+    family_kana: str | None = None  # katakana reading (JP people only)
+    given_kana: str | None = None
+    fit: float = 0.0
+    fit_tier: str = "low"
+    sgl_source: str | None = None  # LeadSource of a sales-generated lead
+    visits: list[tuple[datetime, str]] = field(default_factory=list)  # page views (time, page key)
+    move: "_Move | None" = None
+    became_opp: bool = False
+    first_hand_raise: datetime | None = None
+
+
+@dataclass(slots=True)
+class _Move:
+    """A person who changed employer: their old work address stops working, new records appear."""
+
+    at: datetime
+    company: _Company
+    email: str
+    phone: tuple[str, ...] | None
 
 
 class _Builder:
@@ -358,15 +624,19 @@ class _Builder:
 
     def __init__(self, size: int, seed: int, now: datetime) -> None:
         self.r = random.Random(seed)
+        self._rand = self.r.random
         self.now = now
         self.hs: dict[str, list[Record]] = {name: [] for name in HUBSPOT_OBJECTS}
         self.sf: dict[str, list[Record]] = {name: [] for name in SALESFORCE_OBJECTS}
         self.truth: list[TruthRow] = []
+        self.outcomes: list[OutcomeRow] = []
         self._hs_next = {"contacts": 1001, "companies": 5001, "engagements": 90001}
+        self._web_event_next = 1
+        self._email_event_next = 1
         self._sf_next: dict[str, int] = {name: 3_900_000 for name in SF_PREFIX}
-        self._hs_emails: set[str] = set()
-        self._domain_locals: dict[str, set[str]] = {}
-        self._free_addresses: set[str] = set()
+        # Addresses taken: "w:" person addresses (work/free), "h:" HubSpot contact emails (HubSpot
+        # keeps one contact per email).
+        self._taken = _SeenFilter(size)
         self._domains: set[str] = set()
         self._recent: dict[str, list[_Person]] = {m: [] for m, _ in data.MARKETS}
         self._role_companies: dict[str, list[_Company]] = {m: [] for m, _ in data.MARKETS}
@@ -375,6 +645,33 @@ class _Builder:
         self._build_users(size)
         self._build_campaigns()
         self._build_companies(size)
+        self._pages = {
+            lang: {k: (data.SELLER_SITE + path, title) for k, (path, title) in pages.items()}
+            for lang, pages in data.SITE_PAGES.items()
+        }
+
+    def take(
+        self,
+    ) -> tuple[dict[str, list[Record]], dict[str, list[Record]], list[TruthRow], list[OutcomeRow]]:
+        """Hand over everything emitted since the last call and start empty lists (a chunk)."""
+        out = (self.hs, self.sf, self.truth, self.outcomes)
+        self.hs = {name: [] for name in HUBSPOT_OBJECTS}
+        self.sf = {name: [] for name in SALESFORCE_OBJECTS}
+        self.truth = []
+        self.outcomes = []
+        return out
+
+    # ---------------------------------------------------------------------------------- draws
+    # Thin versions of Random.randint/randrange/choice: a few million calls each at 1M people,
+    # and the stdlib ones cost three Python frames apiece.
+    def _ri(self, a: int, b: int) -> int:
+        return a + int(self._rand() * (b - a + 1))
+
+    def _rr(self, n: int) -> int:
+        return int(self._rand() * n)
+
+    def _ch(self, seq: Sequence[T]) -> T:
+        return seq[int(self._rand() * len(seq))]
 
     # ---------------------------------------------------------------------------------- ids/time
     def _hs_id(self, kind: str) -> str:
@@ -394,17 +691,18 @@ class _Builder:
 
     def _work_time(self, lo: datetime, hi: datetime, tz: int) -> datetime:
         """A time in [lo, hi] on a weekday during the person's local office hours, when it fits."""
-        t = self._between(lo, hi)
-        local = t + timedelta(hours=tz)
-        days = 7 - local.weekday() if local.weekday() >= 5 else 0
+        # The busiest helper (~8 calls a person): integer epoch seconds, one datetime at the end.
+        lo_s, hi_s = int(lo.timestamp()), int(hi.timestamp())
+        if hi_s <= lo_s:
+            return lo
+        rand = self._rand
+        t_s = lo_s + int(rand() * (hi_s - lo_s))
+        local = t_s + tz * 3600
+        weekday = (local // 86400 + 3) % 7  # 1970-01-01 was a Thursday (weekday 3)
+        days = 7 - weekday if weekday >= 5 else 0
         # 09:00-19:00 local, one draw for the whole time of day.
-        seconds = (
-            32400
-            + int(self.r.random() * 36000)
-            - (local.hour * 3600 + local.minute * 60 + local.second)
-        )
-        moved = t + timedelta(days=days, seconds=seconds)
-        return moved if lo <= moved <= hi else t
+        moved = t_s + days * 86400 + 32400 + int(rand() * 36000) - local % 86400
+        return _EPOCH + timedelta(seconds=moved if lo_s <= moved <= hi_s else t_s)
 
     def _after(self, t: datetime, max_hours: float) -> datetime:
         """A moment shortly after t, never after now."""
@@ -458,7 +756,7 @@ class _Builder:
                 first, last = self._names["en_first"].pick(r), self._names["en_last"].pick(r)
                 local = f"{_ascii_local(first)}.{_ascii_local(last)}"
             uid = self._new_sf_id("User")
-            created = self.now - _IMPORT_START - timedelta(days=r.randint(0, 300))
+            created = self.now - _IMPORT_START - timedelta(days=self._ri(0, 300))
             rec: Record = {
                 "Id": uid,
                 "Username": f"{local}{i}@sandbox-seller.example",
@@ -482,6 +780,7 @@ class _Builder:
     def _build_campaigns(self) -> None:
         """A realistic marketing calendar per language over the last ~20 months."""
         self.campaigns: dict[tuple[str, str], list[tuple[datetime, str]]] = {}
+        self._hs_email_campaign: dict[str, int] = {}
         start = self.now - timedelta(days=_CAMPAIGN_SPAN_DAYS)
         for lang in ("en", "ja"):
             owner = self.users[self._users_by_lang[lang][0]][0]
@@ -499,7 +798,9 @@ class _Builder:
                 if d > self.now:
                     break
                 name = f"メルマガ {d.year}年{d.month}月号" if ja else f"Newsletter {d:%Y-%m}"
-                self._campaign(lang, "newsletter", "Email", name, d, d, owner)
+                cid = self._campaign(lang, "newsletter", "Email", name, d, d, owner)
+                # HubSpot sends the newsletter too; its email campaign has a numeric id.
+                self._hs_email_campaign[cid] = 40_000_001 + len(self._hs_email_campaign)
             topics = data.WEBINAR_TOPICS[lang]
             for i, off in enumerate(range(10, _CAMPAIGN_SPAN_DAYS + 30, 21)):
                 d = (start + timedelta(days=off)).replace(hour=5 if ja else 17, minute=0)
@@ -541,7 +842,7 @@ class _Builder:
         start: datetime,
         end: datetime | None,
         owner: str,
-    ) -> None:
+    ) -> str:
         cid = self._new_sf_id("Campaign")
         created = min(self.now, start - timedelta(days=21))
         finished = end is not None and end < self.now
@@ -561,6 +862,7 @@ class _Builder:
         self._sf_times(rec, created, max(created, modified))
         self.sf["Campaign"].append(rec)
         self.campaigns.setdefault((lang, kind), []).append((start, cid))
+        return cid
 
     def _campaign_before(self, lang: str, kind: str, t: datetime) -> tuple[datetime, str] | None:
         """The latest campaign of a kind that started at or before t (content stays available)."""
@@ -571,7 +873,7 @@ class _Builder:
         if i < 0:
             return None
         if kind in ("whitepaper", "case_study"):
-            return seq[self.r.randint(0, i)]
+            return seq[self._ri(0, i)]
         return seq[i]
 
     def _build_companies(self, size: int) -> None:
@@ -592,6 +894,12 @@ class _Builder:
                 if r.random() < 0.06:
                     pool.append(self._sibling(idx, co))
                     idx += 1
+            for co in pool:
+                industry = 1.0 if co.industry in data.TARGET_INDUSTRIES else 0.2
+                co.fit = 0.5 * _size_score(co.employees) + 0.5 * industry
+                # Whether the firm buys is planned up front (a budget exists or not); people's
+                # behaviour then decides who gets an opportunity and whether it closes.
+                co.buying = r.random() < 0.02 + 0.4 * co.fit**3
             self.companies[market] = pool
             # Bigger firms produce more leads, sub-linearly (one buying centre, not all staff).
             self._company_pick[market] = _Weighted.of([(c, c.employees**0.45) for c in pool])
@@ -609,84 +917,82 @@ class _Builder:
         self, market: str
     ) -> tuple[tuple[str, str, str, str, int, tuple[str, ...]], str, str]:
         r = self.r
-        city = r.choice(data.CITIES[market])
-        street_name = r.choice(city[5])
-        n1, n2, n3 = r.randint(1, 9), r.randint(1, 30), r.randint(1, 20)
+        city = self._ch(data.CITIES[market])
+        street_name = self._ch(city[5])
+        n1, n2, n3 = self._ri(1, 9), self._ri(1, 30), self._ri(1, 20)
         if market == "JP":
             street = f"{street_name}{n1}-{n2}-{n3}"
             if r.random() < 0.5:
                 street += (
-                    f" {r.choice(('第一', '中央', 'スカイ', 'ガーデン'))}ビル{r.randint(2, 30)}F"
+                    f" {self._ch(('第一', '中央', 'スカイ', 'ガーデン'))}ビル{self._ri(2, 30)}F"
                 )
-            zipc = f"{city[2]}-{r.randrange(10000):04d}"
+            zipc = f"{city[2]}-{self._rr(10000):04d}"
         elif market == "US":
-            street = f"{r.randint(1, 2999)} {street_name}"
+            street = f"{self._ri(1, 2999)} {street_name}"
             if r.random() < 0.5:
-                street += f", Suite {r.randint(1, 30) * 100}"
-            zipc = f"{city[2]}{r.randrange(100):02d}"
+                street += f", Suite {self._ri(1, 30) * 100}"
+            zipc = f"{city[2]}{self._rr(100):02d}"
         elif market == "UK":
             street = f"{n2} {street_name}"
             zipc = (
-                f"{city[2]} {n1}{r.choice('ABDEFGHJLNPQRSTUWXYZ')}{r.choice('ABDEFGHJLNPQRSTUWXY')}"
+                f"{city[2]} {n1}{self._ch('ABDEFGHJLNPQRSTUWXYZ')}{self._ch('ABDEFGHJLNPQRSTUWXY')}"
             )
         elif market == "DE":
             street = f"{street_name} {n2}"
-            zipc = f"{city[2]}{r.randrange(100):02d}"
+            zipc = f"{city[2]}{self._rr(100):02d}"
         elif market == "AU":
             street = f"Level {n3}, {n2 * 7} {street_name}"
-            zipc = f"{city[2]}{r.randrange(10)}"
+            zipc = f"{city[2]}{self._rr(10)}"
         else:
             street = f"{n2 * 3} {street_name}, #{n3:02d}-{n2:02d}"
-            zipc = f"{city[2]}{r.randrange(10000):04d}"
+            zipc = f"{city[2]}{self._rr(10000):04d}"
         return city, street, zipc
 
     def _landline(self, market: str, area: str) -> tuple[str, ...]:
-        r = self.r
         if market == "JP":
             rest = 8 - len(area)  # 10 national digits: 0 + area + subscriber number
             mid = 4 if len(area) == 1 else 3
             return (
                 f"0{area}",
-                f"{r.randrange(10**mid):0{mid}d}",
-                f"{r.randrange(10 ** (rest + 1 - mid)):0{rest + 1 - mid}d}",
+                f"{self._rr(10**mid):0{mid}d}",
+                f"{self._rr(10 ** (rest + 1 - mid)):0{rest + 1 - mid}d}",
             )
         if market == "US":
-            return (area, f"{r.randint(200, 999)}", f"{r.randrange(10000):04d}")
+            return (area, f"{self._ri(200, 999)}", f"{self._rr(10000):04d}")
         if market == "UK":
             if len(area) == 2:
-                return (f"0{area}", f"{r.randint(3000, 8999)}", f"{r.randrange(10000):04d}")
-            return (f"0{area}", f"{r.randint(200, 999)}", f"{r.randrange(10000):04d}")
+                return (f"0{area}", f"{self._ri(3000, 8999)}", f"{self._rr(10000):04d}")
+            return (f"0{area}", f"{self._ri(200, 999)}", f"{self._rr(10000):04d}")
         if market == "DE":
-            return (f"0{area}", f"{r.randrange(10**7, 10**8)}")
+            return (f"0{area}", f"{self._ri(10**7, 10**8 - 1)}")
         if market == "AU":
-            return (f"0{area}", f"{r.randint(8000, 9999)}", f"{r.randrange(10000):04d}")
-        return (f"6{r.randrange(1000):03d}", f"{r.randrange(10000):04d}")
+            return (f"0{area}", f"{self._ri(8000, 9999)}", f"{self._rr(10000):04d}")
+        return (f"6{self._rr(1000):03d}", f"{self._rr(10000):04d}")
 
     def _mobile(self, market: str) -> tuple[str, ...]:
-        r = self.r
         if market == "JP":
             return (
-                r.choice(("090", "080", "070")),
-                f"{r.randrange(10000):04d}",
-                f"{r.randrange(10000):04d}",
+                self._ch(("090", "080", "070")),
+                f"{self._rr(10000):04d}",
+                f"{self._rr(10000):04d}",
             )
         if market == "US":
             return (
-                r.choice(("415", "646", "512", "312", "617", "206")),
-                f"{r.randint(200, 999)}",
-                f"{r.randrange(10000):04d}",
+                self._ch(("415", "646", "512", "312", "617", "206")),
+                f"{self._ri(200, 999)}",
+                f"{self._rr(10000):04d}",
             )
         if market == "UK":
-            return (f"07{r.randint(400, 999)}", f"{r.randrange(10**6):06d}")
+            return (f"07{self._ri(400, 999)}", f"{self._rr(10**6):06d}")
         if market == "DE":
-            return (r.choice(("0151", "0160", "0170", "0176")), f"{r.randrange(10**7, 10**8)}")
+            return (self._ch(("0151", "0160", "0170", "0176")), f"{self._ri(10**7, 10**8 - 1)}")
         if market == "AU":
             return (
-                f"04{r.randrange(100):02d}",
-                f"{r.randrange(1000):03d}",
-                f"{r.randrange(1000):03d}",
+                f"04{self._rr(100):02d}",
+                f"{self._rr(1000):03d}",
+                f"{self._rr(1000):03d}",
             )
-        return (f"{r.choice('89')}{r.randrange(1000):03d}", f"{r.randrange(10000):04d}")
+        return (f"{self._ch('89')}{self._rr(1000):03d}", f"{self._rr(10000):04d}")
 
     def _unique_domain(self, label: str, tld: str) -> str:
         domain = f"{label}{tld}"
@@ -717,11 +1023,11 @@ class _Builder:
             tld = (
                 ".or.jp"
                 if legal == "一般社団法人"
-                else r.choice((".co.jp",) * 7 + (".jp", ".jp", ".com"))
+                else self._ch((".co.jp",) * 7 + (".jp", ".jp", ".com"))
             )
             name = f"{legal}{stem}" if pre else f"{stem}{legal}"
-            pattern = r.choice((0, 1, 1, 2, 3, 4, 5, 6, 8))
-            role = r.choice(data.ROLE_MAILBOXES["JP"])
+            pattern = self._ch((0, 1, 1, 2, 3, 4, 5, 6, 8))
+            role = self._ch(data.ROLE_MAILBOXES["JP"])
         else:
             stem, industry = self._en_stem()
             legal, abbrevs, _ = self._names[f"legal_{market}"].pick(r)
@@ -730,15 +1036,15 @@ class _Builder:
             label = stem.lower().replace(" ", "" if r.random() < 0.7 else "-")
             if r.random() < 0.25:
                 label = stem.split(" ")[0].lower() + stem.split(" ")[-1][:4].lower()
-            tld = r.choice(data.EN_TLDS[market])
+            tld = self._ch(data.EN_TLDS[market])
             name = f"{stem} {legal}"
-            pattern = r.choice((0, 0, 0, 0, 3, 3, 7, 8, 9))
-            role = r.choice(data.ROLE_MAILBOXES[market])
+            pattern = self._ch((0, 0, 0, 0, 3, 3, 7, 8, 9))
+            role = self._ch(data.ROLE_MAILBOXES[market])
         self._company_names.add(stem)
         employees = int(10 ** r.uniform(0.5, 4.7))
         phone: tuple[str, ...] = self._landline(market, city[3])
         if market == "JP" and r.random() < 0.05:  # toll-free switchboards: shared by everyone
-            phone = ("0120", f"{r.randrange(1000):03d}", f"{r.randrange(1000):03d}")
+            phone = ("0120", f"{self._rr(1000):03d}", f"{self._rr(1000):03d}")
         return _Company(
             idx=idx,
             market=market,
@@ -768,22 +1074,21 @@ class _Builder:
         r = self.r
         attempts = 0
         while True:  # prefer unique names; real markets do have some same-name firms
-            stem = r.choice(data.JP_COMPANY_STEMS)
-            suf_k, suf_r, industry = r.choice(data.JP_COMPANY_SUFFIXES)
+            stem = self._ch(data.JP_COMPANY_STEMS)
+            suf_k, suf_r, industry = self._ch(data.JP_COMPANY_SUFFIXES)
             # Sales/service arms of makers and IT firms (東洋精機販売, 大和システムズサービス).
             tails = _JP_TAILS.get(industry, ())
-            tail = r.choice(tails) if tails and r.random() < 0.35 else ("", "")
+            tail = self._ch(tails) if tails and r.random() < 0.35 else ("", "")
             attempts += 1
             if attempts >= 6 or stem[0] + suf_k + tail[0] not in self._company_names:
                 return stem, (suf_k, suf_r), tail, industry
 
     def _en_stem(self) -> tuple[str, str]:
-        r = self.r
         attempts = 0
         while True:
-            word, industry = r.choice(data.EN_COMPANY_WORDS)
-            qual = r.choice(_EN_QUALIFIERS)
-            stem = " ".join(w for w in (r.choice(data.EN_COMPANY_STEMS), qual, word) if w)
+            word, industry = self._ch(data.EN_COMPANY_WORDS)
+            qual = self._ch(_EN_QUALIFIERS)
+            stem = " ".join(w for w in (self._ch(data.EN_COMPANY_STEMS), qual, word) if w)
             attempts += 1
             if attempts >= 6 or stem not in self._company_names:
                 return stem, industry
@@ -792,14 +1097,14 @@ class _Builder:
         """A holding/group company next to an operating company: a different legal entity."""
         r = self.r
         if co.market == "JP":
-            word_k, word_r = r.choice((("ホールディングス", "hd"), ("グループ", "group")))
+            word_k, word_r = self._ch((("ホールディングス", "hd"), ("グループ", "group")))
             stem = co.stem + word_k
             name = f"{co.legal}{stem}" if co.pre else f"{stem}{co.legal}"
             romaji = f"{co.romaji} {'Holdings' if word_r == 'hd' else 'Group'}"
             label = co.domain.split(".")[0] + f"-{word_r}"
             tld = "." + co.domain.split(".", 1)[1]
         else:
-            word = r.choice(("Holdings", "Group"))
+            word = self._ch(("Holdings", "Group"))
             stem = f"{co.stem} {word}"
             name = f"{stem} {co.legal}"
             romaji = stem
@@ -822,7 +1127,7 @@ class _Builder:
             name=name,
             domain=domain,
             industry="finance" if r.random() < 0.5 else co.industry,
-            employees=max(5, co.employees // r.randint(5, 50)),
+            employees=max(5, co.employees // self._ri(5, 50)),
             city=co.city,
             street=co.street,
             zip=co.zip,
@@ -833,7 +1138,6 @@ class _Builder:
         )
 
     def _fixed_company(self, idx: int, market: str, kind: str, name: str, domain: str) -> _Company:
-        r = self.r
         city, street, zipc = self._place(market)
         legal = ""
         stem = name
@@ -862,7 +1166,7 @@ class _Builder:
             name=name,
             domain=domain,
             industry="education" if kind == "university" else "software",
-            employees=r.randint(800, 5000) if kind == "university" else r.randint(40, 900),
+            employees=self._ri(800, 5000) if kind == "university" else self._ri(40, 900),
             city=city,
             street=street,
             zip=zipc,
@@ -881,6 +1185,16 @@ class _Builder:
         p = self._make_person(index)
         self._plan_journey(p)
         self._emit(p)
+        self.outcomes.append(
+            OutcomeRow(
+                person_id=p.pid,
+                became_opportunity=p.became_opp,
+                won=p.stage == "customer",
+                first_hand_raise_at=p.first_hand_raise,
+                fit_tier=p.fit_tier,
+                engagement_tier=p.tier,
+            )
+        )
         recent = self._recent[p.market]
         recent.append(p)
         if len(recent) > 300:
@@ -894,11 +1208,11 @@ class _Builder:
         persona = "student" if u < 0.03 else "competitor" if u < 0.045 else "normal"
         recent = self._recent[market]
         rel = r.random()
-        template: _Person | None = r.choice(recent) if recent and rel < 0.05 else None
+        template: _Person | None = self._ch(recent) if recent and rel < 0.05 else None
         if persona == "student":
-            company = r.choice(self._special[(market, "university")])
+            company = self._ch(self._special[(market, "university")])
         elif persona == "competitor":
-            company = r.choice(self._special[(market, "competitor")])
+            company = self._ch(self._special[(market, "competitor")])
         elif template is not None and rel < 0.02 and template.company.kind == "business":
             company = template.company  # relatives/father-son: same family name, same firm
         else:
@@ -913,14 +1227,29 @@ class _Builder:
                 # Namesakes: the same full name at a different company.
                 family, family_r = template.family, template.family_romaji
                 given, given_r = template.given, template.given_romaji
+        fam_kana = giv_kana = None
+        if market == "JP":
+            # Relatives and namesakes copied the template's name, so they share its reading too.
+            if template is not None and family == template.family:
+                fam_kana = template.family_kana
+            else:
+                fam_kana, family_r = self._reading(
+                    family, family_r, data.JP_FAMILY_KANA, data.JP_FAMILY_ALT_READINGS
+                )
+            if template is not None and given == template.given:
+                giv_kana = template.given_kana
+            else:
+                giv_kana, given_r = self._reading(
+                    given, given_r, data.JP_GIVEN_KANA, data.JP_GIVEN_ALT_READINGS
+                )
         fam_var = giv_var = None
         if market == "JP":
             if family in data.JP_ITAIJI:
-                fam_var = r.choice(data.JP_ITAIJI[family])
+                fam_var = self._ch(data.JP_ITAIJI[family])
                 if r.random() < 0.35:  # the registered (variant) form is the person's "own" one
                     family, fam_var = fam_var, family
             if given in data.JP_GIVEN_ITAIJI and r.random() < 0.5:
-                giv_var = r.choice(data.JP_GIVEN_ITAIJI[given])
+                giv_var = self._ch(data.JP_GIVEN_ITAIJI[given])
         title, seniority = self._draw_title(market, persona)
         p = _Person(
             pid=f"P{index + 1:07d}",
@@ -941,6 +1270,8 @@ class _Builder:
             phone=None,
             mobile=None,
             persona=persona,
+            family_kana=fam_kana,
+            given_kana=giv_kana,
         )
         self._assign_email(p)
         x = r.random()
@@ -951,6 +1282,19 @@ class _Builder:
             p.phone = self._landline(market, company.city[3])
         p.mobile = self._mobile(market) if r.random() < 0.35 else None
         return p
+
+    def _reading(
+        self,
+        kanji: str,
+        romaji: str,
+        primary: dict[str, str],
+        alternatives: dict[str, tuple[str, str, int]],
+    ) -> tuple[str, str]:
+        """(katakana, romaji) of a name as this person reads it (some kanji have two readings)."""
+        alt = alternatives.get(kanji)
+        if alt is not None and self.r.random() * 100 < alt[2]:
+            return alt[0], alt[1]
+        return primary[kanji], romaji
 
     def _draw_name(self, market: str) -> tuple[str, str, str, str]:
         r, t = self.r, self._names
@@ -965,12 +1309,12 @@ class _Builder:
         r = self.r
         if persona == "student":
             if market == "JP":
-                return r.choice(("学生", "大学院生", "インターン")), 0
-            return r.choice(("Student", "Graduate Student", "Intern", "Marketing Intern")), 0
+                return self._ch(("学生", "大学院生", "インターン")), 0
+            return self._ch(("Student", "Graduate Student", "Intern", "Marketing Intern")), 0
         if market == "JP":
             title, seniority = self._names["jp_title"].pick(r)
             if seniority <= 4 and r.random() < 0.6:
-                title = f"{r.choice(data.JP_DEPARTMENTS)} {title}"
+                title = f"{self._ch(data.JP_DEPARTMENTS)} {title}"
             return title, seniority
         key = "de_title" if market == "DE" and r.random() < 0.6 else "en_title"
         title, seniority = self._names[key].pick(r)
@@ -991,7 +1335,7 @@ class _Builder:
             # Role mailboxes: half of them join a firm where somebody already uses the mailbox.
             pool = self._role_companies[p.market]
             if pool and r.random() < 0.5:
-                co = r.choice(pool)
+                co = self._ch(pool)
                 p.company = co
             else:
                 pool.append(co)
@@ -999,6 +1343,10 @@ class _Builder:
                     del pool[:50]
             p.email, p.email_kind = f"{co.role_mailbox}@{co.domain}", "role"
             return
+        p.email, p.email_kind = self._work_email(p, co), "work"
+
+    def _work_email(self, p: _Person, co: _Company) -> str:
+        """The person's address at a company, in the company's convention, unique on its domain."""
         g, f = p.given_romaji, p.family_romaji
         # One convention per company, so colleagues' addresses look alike.
         local = (
@@ -1013,24 +1361,21 @@ class _Builder:
             f"{g[:1]}.{f}",
             f"{g}",
         )[co.email_pattern]
-        used = self._domain_locals.setdefault(co.domain, set())
         base, n = local, 2
-        while local in used or local == co.role_mailbox:
+        while local == co.role_mailbox or not self._taken.add(f"w:{local}@{co.domain}"):
             local = f"{base}{n}"
             n += 1
-        used.add(local)
-        p.email, p.email_kind = f"{local}@{co.domain}", "work"
+        return f"{local}@{co.domain}"
 
     def _free_email(self, p: _Person) -> str:
         r = self.r
         domain = self._names[f"free_{p.market}"].pick(r)
         g, f = p.given_romaji, p.family_romaji
         while True:
-            local = r.choice((f"{g}.{f}", f"{g}{f}", f"{f}.{g}", f"{g[:1]}{f}", f"{g}_{f}"))
-            local += r.choice(("", "", f"{r.randint(1, 99)}", f"{r.randint(1960, 2004)}"))
+            local = self._ch((f"{g}.{f}", f"{g}{f}", f"{f}.{g}", f"{g[:1]}{f}", f"{g}_{f}"))
+            local += self._ch(("", "", f"{self._ri(1, 99)}", f"{self._ri(1960, 2004)}"))
             address = f"{local}@{domain}"
-            if address not in self._free_addresses:
-                self._free_addresses.add(address)
+            if self._taken.add(f"w:{address}"):
                 return address
 
     def _personal(self, p: _Person) -> str:
@@ -1040,7 +1385,8 @@ class _Builder:
 
     # ---------------------------------------------------------------------------------- journey
     def _plan_journey(self, p: _Person) -> None:
-        """Engagement tier, marketing touches, funnel stage, consent: one story per person."""
+        """Fit, engagement tier, touches, web visits, consent, a job change and the outcome: one
+        story per person, decided before any record is rendered."""
         r = self.r
         now = self.now
         u = r.random()
@@ -1054,23 +1400,34 @@ class _Builder:
                 0 if u < 0.2 else 1 if u < 0.62 else 2 if u < 0.9 else 3
             ]
             p.hand_raiser = p.tier == "hot" and r.random() < 0.5
+            # Fit: buying power of the role plus the company's size and industry.
+            p.fit = 0.4 * _SENIORITY_SCORE[p.seniority] + 0.6 * p.company.fit
+        p.fit_tier = "high" if p.fit >= _HIGH_FIT else "low" if p.fit < _LOW_FIT else "medium"
         # Skewed to recent creation; whole seconds so HubSpot's ".000Z" strings stay exact.
         age = int(_CREATION_SPAN.total_seconds() * r.random() ** 1.4) + 3600
         p.created = now - timedelta(seconds=age)
         p.created = self._work_time(p.created - timedelta(days=1), p.created, p.tz)
         window = max(p.created, now - _ACTIVITY_SPAN)
-        p.owner = r.choice(self._users_by_lang[p.lang])
-
-        # The first touch creates the record; an event pulls the creation back to the event day.
-        first = self._touch(p, self._first_kind(p), p.created, p.created, first=True)
-        if first is None:
-            first = _Touch(kind=r.choice(("list_import", "business_card")), at=p.created)
-        p.created = first.at
+        p.owner = self._ch(self._users_by_lang[p.lang])
+        # Sales-generated leads: reps prospect the ideal customer profile, so good fits are found
+        # by sales more often. Marketing only reaches them after the rep's first contact.
+        if p.persona == "normal" and r.random() < _SGL_SHARE[p.fit_tier]:
+            p.sgl_source = _SGL_SOURCES.pick(r)
+            p.hand_raiser = False
+            first = _Touch("sales", p.created)
+            window += timedelta(days=3)
+        else:
+            # The first touch creates the record; an event pulls the creation back to its day.
+            found = self._touch(p, self._first_kind(p), p.created, p.created, first=True)
+            if found is None:
+                found = _Touch(kind=self._ch(("list_import", "business_card")), at=p.created)
+            first = found
+            p.created = first.at
+            window = max(window, first.at)
         touches = [first]
-        n_more = r.randint(*_MORE_TOUCHES[p.tier])
+        n_more = self._ri(*_MORE_TOUCHES[p.tier])
         weights = _TOUCH_WEIGHTS[p.tier]
-        window = max(window, first.at)
-        for _ in range(n_more):
+        for _ in range(n_more if window < now else 0):
             kind = weights.pick(r)
             t = self._touch(p, kind, window, now)
             if t is not None:
@@ -1081,17 +1438,142 @@ class _Builder:
             if t is not None:
                 touches.append(t)
         touches.sort(key=lambda t: t.at)
-        p.touches = touches
-        p.stage = self._stage(p)
+        # A job change: the old identity goes quiet at the move, new records appear later.
+        if (
+            p.persona == "normal"
+            and p.email_kind == "work"
+            and p.sgl_source is None
+            and p.created < now - timedelta(days=150)
+            and r.random() < _MOVE_SHARE
+        ):
+            p.move = self._plan_move(p)
+            touches = [t for t in touches if t.at < p.move.at or t is first]
+        # Consent: most unsubscribes come from the link in a newsletter, bounces from a send.
+        sends = [t for t in touches if t.kind == "newsletter"]
         if r.random() < 0.05:
-            p.opted_out = self._between(first.at, now)
-        if r.random() < 0.03 and p.email is not None:
+            if sends and r.random() < 0.8:
+                sent = self._ch(sends)
+                seen = sent.opened_at or self._after(sent.at, 48)
+                p.opted_out = min(now, seen + timedelta(minutes=self._ri(1, 30)))
+            else:
+                p.opted_out = self._between(first.at, now)
+        if r.random() < 0.03 and p.email is not None and p.bounced is None:
             p.bounced = self._between(first.at, now)
+        # Nobody is emailed after unsubscribing or bouncing: later sends never happened.
+        stop = min((t for t in (p.opted_out, p.bounced) if t is not None), default=None)
+        if stop is not None:
+            touches = [t for t in touches if t.kind != "newsletter" or t.at < stop]
+        p.touches = touches
+        raises = [t.at for t in touches if t.kind == "hand_raise"]
+        p.first_hand_raise = raises[0] if raises else None
+        p.visits = self._plan_visits(p)
+        self._plan_outcome(p)
+
+    def _plan_move(self, p: _Person) -> _Move:
+        r = self.r
+        now = self.now
+        at = self._between(p.created + timedelta(days=90), now - timedelta(days=20))
+        pick = self._company_pick[p.market]
+        company = pick.pick(r)
+        for _ in range(3):  # a different employer (a big firm may come up twice)
+            if company is not p.company:
+                break
+            company = pick.pick(r)
+        email = self._work_email(p, company)
+        phone = company.phone if r.random() < 0.5 else self._landline(p.market, company.city[3])
+        if r.random() < 0.6:
+            # The old work address is deleted after they leave; the next send to it bounces.
+            p.bounced = self._between(at + timedelta(days=7), min(now, at + timedelta(days=60)))
+        return _Move(at, company, email, phone)
+
+    def _plan_visits(self, p: _Person) -> list[tuple[datetime, str]]:
+        """Page views on our site: the session behind each conversion, clicks from newsletters and
+        browsing in between (engaged people keep coming back, hot ones to pricing)."""
+        r = self.r
+        now = self.now
+        visits: list[tuple[datetime, str]] = []
+        for t in p.touches:
+            if t.kind == "hand_raise":
+                form = "demo" if t.conversion in _DEMO_FORMS else "contact"
+                pages: tuple[str, ...] = ("pricing", form, "thanks")
+            else:
+                pages = _SESSIONS.get(t.kind, ())
+            at = t.at
+            for key in reversed(pages):  # the session ends on the conversion
+                visits.append((at, key))
+                at -= timedelta(seconds=self._ri(20, 240))
+            if t.status == "Clicked" and t.opened_at is not None:
+                visits.append((min(now, t.opened_at + _CLICK_DELAY), "blog"))
+        extra = self._ri(0, 3)
+        if p.tier == "hot":
+            extra += self._ri(5, 30)
+        elif p.tier == "warm":
+            extra += self._ri(0, 5)
+        # An SGL only looks at the site after the rep's first email.
+        start = p.created + timedelta(days=1) if p.sgl_source else p.touches[0].at
+        end = min(now, p.touches[-1].at + timedelta(days=_LINGER_DAYS[p.tier]))
+        if p.move is not None:
+            end = min(end, p.move.at)
+        browse = _BROWSE[p.tier]
+        for _ in range(extra if start < end else 0):
+            visits.append((self._between(start, end), browse.pick(r)))
+        visits.sort()
+        return visits
+
+    def _plan_outcome(self, p: _Person) -> None:
+        """Opportunity and win as a function of fit and behaviour (see the _OPP_*/_WIN_* weights),
+        then the funnel stage the CRMs show."""
+        r = self.r
+        now = self.now
+        if p.persona != "normal":
+            p.stage = "disqualified" if r.random() < 0.6 else "subscriber"
+            return
+        webinars = sum(
+            1 for t in p.touches if t.kind in ("webinar", "seminar") and t.status == "Attended"
+        )
+        pricing = sum(1 for _, key in p.visits if key == "pricing")
+        last_seen = max(
+            [t.at for t in p.touches if t.kind != "newsletter" or t.status == "Clicked"]
+            + [at for at, _ in p.visits[-1:]]
+        )
+        raised = p.first_hand_raise is not None
+        z = (
+            _OPP_BASE
+            + _OPP_FIT * p.fit
+            + (_OPP_HAND_RAISE if raised else 0.0)
+            + _OPP_WEBINAR * min(webinars, 3)
+            + (_OPP_RECENT if last_seen >= now - _RECENT else 0.0)
+            + _OPP_PRICING * min(pricing, 4)
+            + (_OPP_SALES if p.sgl_source else 0.0)
+        )
+        # People who left the company do not open deals there.
+        p.became_opp = r.random() < _sigmoid(z) and p.move is None
+        if p.became_opp:
+            if p.created > now - _MIN_CLOSE_AGE or r.random() < 0.2:
+                p.stage = "opportunity"  # still open
+                return
+            zw = (
+                _WIN_BASE
+                + _WIN_FIT * p.fit
+                + (_WIN_HAND_RAISE if raised else 0.0)
+                + _WIN_WEBINAR * min(webinars, 3)
+                + (_WIN_SENIOR if p.seniority >= 4 else 0.0)
+            )
+            # No budget at the company, no win, however keen the person is.
+            won = r.random() < _sigmoid(zw) and p.company.buying
+            p.stage = "customer" if won else "lost"
+            return
+        stage = (_SGL_STAGES if p.sgl_source else _STAGES[p.tier]).pick(r)
+        if p.hand_raiser and stage == "mql":
+            stage = "sql"
+        if p.fit_tier == "low" and stage in ("mql", "sql") and r.random() < 0.35:
+            stage = "disqualified"  # sales looked and found no fit
+        p.stage = stage
 
     def _first_kind(self, p: _Person) -> str:
         r = self.r
         if p.persona == "student":
-            return r.choice(("whitepaper", "webinar", "newsletter_signup"))
+            return self._ch(("whitepaper", "webinar", "newsletter_signup"))
         if p.hand_raiser and r.random() < 0.3:
             return "hand_raise"
         return _FIRST_TOUCH.pick(r)
@@ -1108,7 +1590,7 @@ class _Builder:
         if kind in ("list_import", "business_card"):
             return _Touch(kind=kind, at=t)
         if kind == "hand_raise":
-            form = r.choice(("contact", "contact", "demo", "demo", "quote"))
+            form = self._ch(("contact", "contact", "demo", "demo", "quote"))
             camp = self._campaign_before(lang, f"form_{form}", t)
             return _Touch(
                 kind, t, camp[1] if camp else None, "Responded", data.CONVERSION_NAMES[lang][form]
@@ -1128,11 +1610,15 @@ class _Builder:
         if kind == "newsletter":
             x = r.random() * _OPEN_RATE[p.tier]
             status = "Clicked" if x > 0.85 else "Opened" if x > 0.5 else "Sent"
-            return _Touch(kind, max(start, lo), cid, status)
-        at = min(self.now, max(start + timedelta(minutes=r.randint(0, 90)), lo))
+            sent = max(start, lo)
+            opened = None
+            if status != "Sent":  # most opens come within a day or two of the send
+                opened = min(self.now, sent + timedelta(minutes=self._ri(3, 2880)))
+            return _Touch(kind, sent, cid, status, opened_at=opened)
+        at = min(self.now, max(start + timedelta(minutes=self._ri(0, 90)), lo))
         if kind == "webinar":
             attended = r.random() < (0.35 if p.tier in ("dormant", "cold") else 0.65)
-            reg_at = max(lo, start - timedelta(days=r.randint(1, 14), hours=r.randint(0, 8)))
+            reg_at = max(lo, start - timedelta(days=self._ri(1, 14), hours=self._ri(0, 8)))
             # The record is created at registration; later touches still come after it.
             at = reg_at if first or not attended else at
             return _Touch(
@@ -1146,30 +1632,24 @@ class _Builder:
             return _Touch(kind, at, cid, "Attended" if r.random() < 0.7 else "Registered")
         return _Touch(kind, at, cid, "Attended")  # tradeshow: badge scanned at the booth
 
-    def _stage(self, p: _Person) -> str:
-        r = self.r
-        if p.persona != "normal":
-            return "disqualified" if r.random() < 0.6 else "subscriber"
-        stage = _STAGES[p.tier].pick(r)
-        if p.hand_raiser and stage == "mql":
-            stage = "sql"
-        # Deals that closed need time: a person created last month cannot be a customer yet.
-        if stage in ("customer", "lost") and p.created > self.now - timedelta(days=75):
-            stage = "opportunity"
-        return stage
-
     # ---------------------------------------------------------------------------------- emission
     def _emit(self, p: _Person) -> None:
         r = self.r
         u = r.random()
-        presence = "hs" if u < 0.45 else "sf" if u < 0.75 else "both"
-        linked = presence == "both" and r.random() < 0.5
-        hs_first = presence == "hs" or (presence == "both" and r.random() < 0.7)
+        if p.sgl_source is not None:
+            # A rep created them in Salesforce; some are synced to HubSpot later for nurturing.
+            presence = "sf" if u < 0.8 else "both"
+            linked, hs_first = presence == "both", False
+        else:
+            presence = "hs" if u < 0.45 else "sf" if u < 0.75 else "both"
+            linked = presence == "both" and r.random() < 0.5
+            hs_first = presence == "hs" or (presence == "both" and r.random() < 0.7)
         if presence == "both":
-            p.consent_scope = r.choice(("both", "both", "both", "hs", "sf"))
+            p.consent_scope = self._ch(("both", "both", "both", "hs", "sf"))
         sales = self._sales_plan(p)
         for act in sales:
-            act.route = self._route(presence)
+            # A rep who created the lead in Salesforce works it there (HubSpot gets a synced copy).
+            act.route = "sf" if p.sgl_source else self._route(presence)
 
         sf: _SfSide | None = None
         if presence in ("sf", "both"):
@@ -1191,6 +1671,8 @@ class _Builder:
             self._emit_hubspot(p, hs_created, noise, sales, presence, sf if linked else None)
         if sf is not None:
             self._sf_finish(p, sf, sales, presence)
+        if p.move is not None:
+            self._emit_after_move(p, p.move, presence)
 
     # -------------------------------------------------------------------- rendering helpers
     def _render_name(self, p: _Person, noise: float) -> tuple[str | None, str]:
@@ -1201,15 +1683,29 @@ class _Builder:
                 family = p.family_variant
             if noise and p.given_variant and r.random() < 0.5:
                 given = p.given_variant
+            if noise and r.random() < 0.05 * noise:
+                # The IME picked the wrong kanji for the right reading (伊藤 -> 伊東, 浩 -> 博).
+                if r.random() < 0.5 and family in data.JP_FAMILY_MISCONVERSIONS:
+                    family = data.JP_FAMILY_MISCONVERSIONS[family]
+                elif given in data.JP_GIVEN_MISCONVERSIONS:
+                    given = data.JP_GIVEN_MISCONVERSIONS[given]
             x = r.random()
             if x < 0.05 * noise:
-                return None, f"{family}\u3000{given}"  # whole name typed into the last-name box
+                whole = f"{family}\u3000{given}"  # whole name typed into the last-name box
+                return None, f"{whole} {_JP_HONORIFIC.pick(r)}" if r.random() < 0.2 else whole
             if x < 0.09 * noise:
                 return family, given  # first/last swapped
-            if x < 0.13 * noise:
-                return p.given_romaji.title(), p.family_romaji.title()
             if x < 0.15 * noise:
-                return given, f"{family} 様"
+                g, f = p.given_romaji.title(), p.family_romaji.title()
+                y = r.random()
+                if y < 0.5:
+                    return f, g  # family name first in the English-format first-name field
+                if y < 0.7:
+                    return g, f.upper()  # "Taro YAMADA", the passport convention
+                return g, f
+            if x < 0.19 * noise:
+                sep = self._ch(("", " ", "\u3000"))
+                return given, f"{family}{sep}{_JP_HONORIFIC.pick(r)}"  # 山田様, 山田 殿
             return given, family
         x = r.random()
         if noise and p.market == "DE" and r.random() < 0.5:
@@ -1222,10 +1718,59 @@ class _Builder:
         if x < 0.19 * noise:
             return given.lower(), family.lower()
         if x < 0.22 * noise:
-            return f"{given} {r.choice('ABCDEJKLMRST')}.", family
+            return f"{given} {self._ch('ABCDEJKLMRST')}.", family
         if x < 0.24 * noise:
             return f"{given} ", family  # stray whitespace from a copy-paste
+        if x < 0.28 * noise:
+            return family, given  # a list import with the columns the other way round
+        if x < 0.30 * noise:
+            return None, f"{family}, {given}"  # "Smith, John" in one box
+        if x < 0.33 * noise:
+            return f"{self._ch(data.EN_HONORIFICS)} {given}", family
+        if x < 0.39 * noise:
+            if r.random() < 0.5:
+                return self._typo(given), family
+            return given, self._typo(family)
         return given, family
+
+    def _typo(self, s: str) -> str:
+        """One keyboard slip in Latin text: a neighbouring key, a dropped, swapped or doubled
+        letter. The first letter is kept (people rarely get that one wrong)."""
+        r = self.r
+        spots = [i for i in range(1, len(s)) if s[i].isascii() and s[i].isalpha()]
+        if len(spots) < 2:
+            return s
+        i = self._ch(spots)
+        c = s[i]
+        op = r.random()
+        if op < 0.35:
+            sub = self._ch(_KEY_NEIGHBOURS.get(c.lower(), c.lower()))
+            return s[:i] + (sub.upper() if c.isupper() else sub) + s[i + 1 :]
+        if op < 0.6:
+            return s[:i] + s[i + 1 :]
+        if op < 0.85 and s[i - 1].isalpha():
+            return s[: i - 1] + c + s[i - 1] + s[i + 1 :]
+        return s[:i] + c + s[i:]
+
+    def _render_kana(self, p: _Person, share: float) -> tuple[str | None, str | None]:
+        """(last, first) reading fields: only some records have them, in whatever form the form,
+        card scanner or import produced (full-width katakana, hiragana, half-width katakana)."""
+        if p.family_kana is None:
+            return None, None
+        r = self.r
+        if r.random() >= share:
+            return None, None
+        family, given = p.family_kana, p.given_kana
+        x = r.random()
+        if x < 0.12:  # legacy imports and bank-style systems keep half-width katakana
+            family = family.translate(_HALF_WIDTH_KANA)
+            given = given.translate(_HALF_WIDTH_KANA) if given else None
+        elif x < 0.27:  # web forms that ask for ふりがな
+            family = family.translate(_TO_HIRAGANA)
+            given = given.translate(_TO_HIRAGANA) if given else None
+        if r.random() < 0.08:
+            given = None  # only the family name's reading was captured
+        return family, given
 
     def _render_email(self, p: _Person, noise: float) -> str | None:
         e = p.email
@@ -1238,12 +1783,14 @@ class _Builder:
             return self._personal(p)
         local, domain = e.split("@")
         if x < 0.20 * noise and p.email_kind != "role":
-            return f"{local}+{self.r.choice(('crm', 'news', 'events', 'sf'))}@{domain}"
+            return f"{local}+{self._ch(('crm', 'news', 'events', 'sf'))}@{domain}"
         if x < 0.32 * noise:
             parts = local.split(".")
             return (
                 ".".join(s.title() for s in parts) + "@" + (domain.upper() if x < 0.22 else domain)
             )
+        if x < 0.35 * noise and p.email_kind != "role":
+            return f"{self._typo(local)}@{domain}"  # keyed in from a business card
         return e
 
     def _render_company(self, co: _Company, noise: float) -> str:
@@ -1253,7 +1800,7 @@ class _Builder:
             if co.kind != "business" or not noise:
                 return co.name
             if x < 0.25 * noise and co.legal_abbrevs:
-                return co.stem + r.choice(co.legal_abbrevs)
+                return co.stem + self._ch(co.legal_abbrevs)
             if x < 0.35 * noise:
                 return co.stem
             if x < 0.40 * noise:
@@ -1266,7 +1813,7 @@ class _Builder:
         if noise and y < 0.15:
             pre = not pre  # 前株/後株 mixed up
         elif noise and y < 0.38:
-            legal = r.choice(co.legal_abbrevs)
+            legal = self._ch(co.legal_abbrevs)
         elif noise and y < 0.43:
             return stem
         elif noise and y < 0.47:
@@ -1274,7 +1821,7 @@ class _Builder:
         elif noise and y < 0.52:
             stem = stem.translate(_FULLWIDTH_ALL)
         elif not noise and x < 0.06:
-            legal = r.choice(co.legal_abbrevs)  # even the first record may use (株)
+            legal = self._ch(co.legal_abbrevs)  # even the first record may use (株)
         sep = "\u3000" if noise and r.random() < 0.1 else ""
         return f"{legal}{sep}{stem}" if pre else f"{stem}{sep}{legal}"
 
@@ -1343,7 +1890,8 @@ class _Builder:
         """One-to-one sales activity: emails, replies, calls, meetings, notes, follow-up tasks."""
         r = self.r
         worked = (
-            p.stage in ("sql", "opportunity", "customer", "lost")
+            p.sgl_source is not None
+            or p.stage in ("sql", "opportunity", "customer", "lost")
             or p.hand_raiser
             or (p.stage == "mql" and r.random() < 0.5)
             or (p.stage == "lead" and r.random() < 0.12)
@@ -1353,29 +1901,32 @@ class _Builder:
             return []
         lang = p.lang
         # Sales starts after the hand-raise, or once the lead qualified (a later touch).
-        raise_at = [t.at for t in p.touches if t.kind == "hand_raise"]
-        start = raise_at[0] if raise_at else p.touches[len(p.touches) // 2].at
-        if p.stage in ("customer", "lost"):
-            start = min(start, self.now - timedelta(days=60))
-        # Old records only show the activity of the last ~18 months.
-        start = max(start, p.created, self.now - _ACTIVITY_SPAN)
+        if p.sgl_source is not None:
+            # The rep's outreach is what created the lead; marketing follows days later.
+            start = max(p.created, self.now - _ACTIVITY_SPAN)
+        else:
+            start = p.first_hand_raise or p.touches[len(p.touches) // 2].at
+            if p.stage in ("customer", "lost"):
+                start = min(start, self.now - timedelta(days=60))
+            # Old records only show the activity of the last ~18 months.
+            start = max(start, p.created, self.now - _ACTIVITY_SPAN)
         end = min(self.now, start + timedelta(days=150))
         hot = p.stage in ("sql", "opportunity", "customer", "lost")
         acts: list[_Act] = []
         subjects = data.SALES_EMAIL_SUBJECTS[lang]
-        for i in range(r.randint(2, 7 if hot else 4)):
+        for i in range(self._ri(2, 7 if hot else 4)):
             at = self._work_time(start, end, p.tz) if i else self._after(start, 20)
-            subject = subjects[min(i, len(subjects) - 1)] if i < 2 else r.choice(subjects)
+            subject = subjects[min(i, len(subjects) - 1)] if i < 2 else self._ch(subjects)
             acts.append(_Act("email_out", at, subject))
             if r.random() < (0.45 if hot else 0.15):
                 reply = ("Re: " if lang == "en" else "RE: ") + subject
                 acts.append(_Act("email_in", self._after(at, 60), reply))
-        for _ in range(r.randint(1, 5 if hot else 2)):
+        for _ in range(self._ri(1, 5 if hot else 2)):
             at = self._work_time(start, end, p.tz)
-            outcome = r.choice(("COMPLETED", "COMPLETED", "NO_ANSWER", "NO_ANSWER", "BUSY"))
-            acts.append(_Act("call", at, r.choice(data.CALL_TITLES[lang]), outcome))
+            outcome = self._ch(("COMPLETED", "COMPLETED", "NO_ANSWER", "NO_ANSWER", "BUSY"))
+            acts.append(_Act("call", at, self._ch(data.CALL_TITLES[lang]), outcome))
         if hot:
-            for i in range(r.randint(1, 3)):
+            for i in range(self._ri(1, 3)):
                 at = self._work_time(start, end, p.tz)
                 acts.append(_Act("meeting", at, data.MEETING_TITLES[lang][min(i, 3)], "COMPLETED"))
             if p.stage in ("sql", "opportunity") and r.random() < 0.25:
@@ -1383,11 +1934,11 @@ class _Builder:
                 at = self._work_time(
                     self.now + timedelta(days=1), self.now + timedelta(days=14), p.tz
                 )
-                acts.append(_Act("meeting", at, r.choice(data.MEETING_TITLES[lang]), "SCHEDULED"))
-        for _ in range(r.randint(0, 2)):
+                acts.append(_Act("meeting", at, self._ch(data.MEETING_TITLES[lang]), "SCHEDULED"))
+        for _ in range(self._ri(0, 2)):
             acts.append(
                 _Act(
-                    "note", self._work_time(start, end, p.tz), "", r.choice(data.NOTE_BODIES[lang])
+                    "note", self._work_time(start, end, p.tz), "", self._ch(data.NOTE_BODIES[lang])
                 )
             )
         if r.random() < 0.35:
@@ -1448,31 +1999,28 @@ class _Builder:
         now = self.now
         hs_id = self._hs_id("contacts")
         email = self._render_email(p, noise)
-        if email is not None and email.lower() in self._hs_emails:
+        if email is not None and not self._taken.add(f"h:{email.lower()}"):
             # HubSpot keeps one contact per email; a second person on a shared role mailbox
             # ends up imported without one.
             email = None
-        if email is not None:
-            self._hs_emails.add(email.lower())
         first, last = self._render_name(p, noise)
+        kana_last, kana_first = self._render_kana(p, 0.3)
         co = p.company
         touches = [t for t in p.touches if t.at >= created - timedelta(minutes=5)]
         conversions = [t for t in touches if t.conversion]
-        page_views = sum(_PAGE_VIEWS[t.kind] for t in touches) + r.randint(0, 3)
-        if p.tier == "hot":
-            page_views += r.randint(5, 40)  # repeat visits to pricing and case-study pages
-        last_visit = None
-        if page_views:
-            # The last visit trails the last touch; engaged people keep coming back for longer.
-            since = touches[-1].at if touches else created
-            linger = timedelta(days=_LINGER_DAYS[p.tier])
-            last_visit = self._between(since, min(now, since + linger))
+        # The tracking cookie ties the session that led to the form fill (and later visits) to
+        # the contact; visits before that stay anonymous.
+        cutoff = created - _SESSION_ATTRIBUTION
+        visits = [v for v in p.visits if v[0] >= cutoff]
+        for at, page in visits:
+            self._web_event(hs_id, at, p.lang, page)
+        last_visit = visits[-1][0] if visits else None
         lifecycle = _HS_LIFECYCLE[p.stage]
         lead_status = None
         if presence == "hs":  # people in Salesforce get their status from there
             lead_status = _HS_LEAD_STATUS[p.stage](r)
             if p.stage in ("lead", "mql") and p.worked:
-                lead_status = r.choice(("ATTEMPTED_TO_CONTACT", "CONNECTED", "IN_PROGRESS"))
+                lead_status = self._ch(("ATTEMPTED_TO_CONTACT", "CONNECTED", "IN_PROGRESS"))
         owned = p.stage not in ("subscriber",) and (p.stage != "lead" or r.random() < 0.4)
         props: dict[str, str | None] = {
             "email": email,
@@ -1501,7 +2049,7 @@ class _Builder:
             "hs_email_optout": "true" if self._flag(p, p.opted_out, "hs") else None,
             "hs_email_bounce": "1" if self._flag(p, p.bounced, "hs") else None,
             "hs_analytics_source": _HS_SOURCE[p.touches[0].kind](r),
-            "hs_analytics_num_page_views": str(page_views),
+            "hs_analytics_num_page_views": str(len(visits)),
             "hs_analytics_last_visit_timestamp": _iso(last_visit) if last_visit else None,
             "recent_conversion_event_name": conversions[-1].conversion if conversions else None,
             "recent_conversion_date": _iso(conversions[-1].at) if conversions else None,
@@ -1511,6 +2059,8 @@ class _Builder:
             "salesforceleadid": None,
             "salesforcecontactid": None,
             "hs_merged_object_ids": None,
+            "lastname_kana": kana_last,
+            "firstname_kana": kana_first,
         }
         if sf is not None:  # the HubSpot-Salesforce connector's hard links
             props["salesforceleadid"] = sf.lead_id
@@ -1521,12 +2071,18 @@ class _Builder:
             props["hs_merged_object_ids"] = self._hs_id("contacts")
             additional = self._personal(p)
             props["hs_additional_emails"] = additional
-            self._hs_emails.add(additional.lower())
+            self._taken.add(f"h:{additional.lower()}")
         assoc: dict[str, list[str]] = {}
         if p.email_kind != "free" and (email is None or not email.endswith(_FREE_SUFFIXES)):
             assoc["companies"] = [self._hs_company(co)]
+        if email is not None:
+            self._email_events(p, email, created, touches, props)
         latest = max([created, *(t.at for t in touches)])
-        for when in (last_visit, p.opted_out if props["hs_email_optout"] else None):
+        for when in (
+            last_visit,
+            p.opted_out if props["hs_email_optout"] else None,
+            p.bounced if props["hs_email_bounce"] else None,  # the bounce sets a property
+        ):
             if when is not None:
                 latest = max(latest, when)
         for act in sales:
@@ -1553,26 +2109,43 @@ class _Builder:
 
     def _emit_hubspot_duplicate(self, p: _Person, first_created: datetime) -> None:
         """A second contact from a later form fill with a personal address (HubSpot can't tell)."""
-        r = self.r
         email = self._personal(p)
-        if email.lower() in self._hs_emails:
+        if not self._taken.add(f"h:{email.lower()}"):
             return
-        self._hs_emails.add(email.lower())
         created = self._between(first_created, self.now)
+        company = p.company if self.r.random() < 0.5 else None
+        self._hs_form_contact(p, email, created, company, None, associate=False)
+
+    def _hs_form_contact(
+        self,
+        p: _Person,
+        email: str,
+        created: datetime,
+        company: _Company | None,
+        phone: tuple[str, ...] | None,
+        *,
+        associate: bool,
+    ) -> None:
+        """A bare contact from one content form fill: the page it was on is its only visit."""
+        r = self.r
         first, last = self._render_name(p, 1.0)
+        kana_last, kana_first = self._render_kana(p, 0.3)
         hs_id = self._hs_id("contacts")
         lang = p.lang
-        form = data.CONVERSION_NAMES[lang][
-            "newsletter_signup" if r.random() < 0.5 else "whitepaper"
-        ]
+        kind = "newsletter_signup" if r.random() < 0.5 else "whitepaper"
+        form = data.CONVERSION_NAMES[lang][kind]
+        self._web_event(
+            hs_id, created, lang, "blog" if kind == "newsletter_signup" else "whitepaper"
+        )
         props: dict[str, str | None] = dict.fromkeys(_HS_CONTACT_KEYS)
         props.update(
             {
                 "email": email,
                 "firstname": first,
                 "lastname": last,
-                "company": self._render_company(p.company, 1.0) if r.random() < 0.5 else None,
+                "company": self._render_company(company, 1.0) if company else None,
                 "jobtitle": self._render_title(p, 1.0),
+                "phone": self._render_phone(p.market, phone, 1.0),
                 "hs_language": lang,
                 "lifecyclestage": "subscriber" if r.random() < 0.6 else "lead",
                 "hs_analytics_source": "ORGANIC_SEARCH",
@@ -1584,18 +2157,137 @@ class _Builder:
                 "first_conversion_date": _iso(created),
                 "num_conversion_events": "1",
                 "country": self._country(p) if r.random() < 0.5 else None,
+                "lastname_kana": kana_last,
+                "firstname_kana": kana_first,
             }
         )
+        assoc: dict[str, list[str]] = {}
+        if associate and company is not None:
+            assoc["companies"] = [self._hs_company(company)]
         self.hs["contacts"].append(
             {
                 "id": hs_id,
                 "properties": props,
                 "createdAt": created,
                 "updatedAt": self._after(created, 24),
-                "associations": {},
+                "associations": assoc,
             }
         )
         self.truth.append(TruthRow("hubspot", "contacts", hs_id, p.pid))
+
+    @contextmanager
+    def _at_new_job(self, p: _Person, move: _Move) -> Iterator[None]:
+        """Render the person as they are after the move (employer, address, phone, time zone)."""
+        saved = (p.company, p.email, p.email_kind, p.phone, p.tz)
+        p.company, p.email, p.email_kind = move.company, move.email, "work"
+        p.phone, p.tz = move.phone, move.company.city[4]
+        try:
+            yield
+        finally:
+            p.company, p.email, p.email_kind, p.phone, p.tz = saved
+
+    def _emit_after_move(self, p: _Person, move: _Move, presence: str) -> None:
+        """Records from after a job change: a form fill with the new work address in HubSpot, a
+        rep's or import's new Lead at the new company in Salesforce. Same person, new email."""
+        r = self.r
+        now = self.now
+        with self._at_new_job(p, move):
+            new_in_hubspot = presence == "hs" or (presence == "both" and r.random() < 0.7)
+            if new_in_hubspot and self._taken.add(f"h:{move.email.lower()}"):
+                created = self._between(move.at + timedelta(days=7), now)
+                self._hs_form_contact(
+                    p, move.email, created, move.company, move.phone, associate=True
+                )
+            if presence == "sf" or (presence == "both" and r.random() < 0.5):
+                created = self._between(move.at + timedelta(days=14), now)
+                source = self._ch(("Other", "Purchased List", "Trade Show"))
+                lead = self._new_lead(p, created, 1.0, self.users[p.owner][0], source)
+                lead["Status"] = "Open - Not Contacted"
+                self.sf["Lead"].append(lead)
+                self.truth.append(TruthRow("salesforce", "Lead", lead["Id"], p.pid))
+
+    def _web_event(self, contact_id: str, at: datetime, lang: str, page: str) -> None:
+        """A page view as HubSpot's events API returns it (`e_visited_page`)."""
+        n = self._web_event_next
+        self._web_event_next = n + 1
+        url, title = self._pages[lang][page]
+        self.hs["web_events"].append(
+            {
+                "id": f"00000000-0000-4000-8000-{n:012x}",
+                "occurredAt": at,
+                "eventType": "e_visited_page",
+                "objectId": contact_id,
+                "properties": {"hs_url": url, "hs_title": title},
+            }
+        )
+
+    def _email_event(self, kind: str, at: datetime, recipient: str, extra: Record) -> None:
+        """A marketing email event as HubSpot's email events API returns it."""
+        n = self._email_event_next
+        self._email_event_next = n + 1
+        rec: Record = {
+            "id": f"00000000-0000-4000-9000-{n:012x}",
+            "created": at,
+            "type": kind,
+            "recipient": recipient,
+        }
+        rec.update(extra)
+        self.hs["email_events"].append(rec)
+
+    def _email_events(
+        self,
+        p: _Person,
+        email: str,
+        created: datetime,
+        touches: list[_Touch],
+        props: dict[str, str | None],
+    ) -> None:
+        """Newsletter opens and clicks, the hard bounce and the unsubscribe of one contact."""
+        now = self.now
+        # Opens need a deliverable address: the person's own (any case, any +tag), not a typo.
+        local, _, domain = email.lower().partition("@")
+        deliverable = f"{local.split('+')[0]}@{domain}"
+        if deliverable in (p.email.lower() if p.email else None, p.personal_email):
+            for t in touches:
+                if t.kind != "newsletter" or t.opened_at is None or t.campaign_id is None:
+                    continue
+                campaign = {"emailCampaignId": self._hs_email_campaign[t.campaign_id]}
+                self._email_event("OPEN", t.opened_at, email, campaign)
+                if t.status == "Clicked":
+                    click = min(now, t.opened_at + _CLICK_DELAY)
+                    url = self._pages[p.lang]["blog"][0]
+                    self._email_event("CLICK", click, email, {**campaign, "url": url})
+        if props["hs_email_bounce"] and p.bounced is not None:
+            at = max(p.bounced, created)
+            self._email_event(
+                "BOUNCE",
+                at,
+                email,
+                {
+                    **self._send_before(p.lang, at),
+                    "category": "HARD_BOUNCE",
+                    "status": "5.1.1",
+                    "response": "550 5.1.1 Recipient address rejected: User unknown",
+                },
+            )
+        if props["hs_email_optout"] and p.opted_out is not None:
+            at = max(p.opted_out, created)
+            self._email_event(
+                "STATUSCHANGE",
+                at,
+                email,
+                {
+                    **self._send_before(p.lang, at),
+                    "portalSubscriptionStatus": "UNSUBSCRIBED",
+                    "source": "SOURCE_RECIPIENT",
+                    "subscriptions": [],
+                },
+            )
+
+    def _send_before(self, lang: str, at: datetime) -> Record:
+        """The newsletter sent last before `at` (bounces and unsubscribes follow a send)."""
+        send = self._campaign_before(lang, "newsletter", at)
+        return {"emailCampaignId": self._hs_email_campaign[send[1]] if send else None}
 
     def _hs_engagement(
         self, p: _Person, contact_id: str, companies: list[str] | None, act: _Act
@@ -1625,14 +2317,14 @@ class _Builder:
             props["hs_call_direction"] = "OUTBOUND" if r.random() < 0.9 else "INBOUND"
             props["hs_call_status"] = act.detail
             props["hs_call_duration"] = (
-                str(r.randint(60, 1800) * 1000) if act.detail == "COMPLETED" else "0"
+                str(self._ri(60, 1800) * 1000) if act.detail == "COMPLETED" else "0"
             )
         elif act.kind == "meeting":
             obj = "meetings"
             props["hs_meeting_title"] = act.title
             props["hs_meeting_outcome"] = act.detail
             props["hs_meeting_start_time"] = _iso(act.at)
-            props["hs_meeting_end_time"] = _iso(act.at + timedelta(minutes=r.choice((30, 60))))
+            props["hs_meeting_end_time"] = _iso(act.at + timedelta(minutes=self._ch((30, 60))))
         elif act.kind == "note":
             obj = "notes"
             props["hs_note_body"] = act.detail
@@ -1641,8 +2333,8 @@ class _Builder:
             done = act.at < self.now and r.random() < 0.6
             props["hs_task_subject"] = act.title
             props["hs_task_status"] = "COMPLETED" if done else "NOT_STARTED"
-            props["hs_task_type"] = r.choice(("CALL", "EMAIL", "TODO"))
-            props["hs_task_priority"] = r.choice(("LOW", "MEDIUM", "HIGH"))
+            props["hs_task_type"] = self._ch(("CALL", "EMAIL", "TODO"))
+            props["hs_task_priority"] = self._ch(("LOW", "MEDIUM", "HIGH"))
         assoc: dict[str, list[str]] = {"contacts": [contact_id]}
         if companies:
             assoc["companies"] = list(companies)
@@ -1674,14 +2366,15 @@ class _Builder:
                 "BillingState": co.city[1] or None,
                 "BillingPostalCode": co.zip,
                 "BillingCountry": self._names[f"country_{co.market}"].items[0],
-                "Type": "Prospect",
+                # Decided now, from the company's planned purchase, so the record never changes
+                # after it is emitted (streaming): wins only happen at buying companies.
+                "Type": "Customer" if co.buying else "Prospect",
                 "OwnerId": self.users[
-                    r.choice(self._users_by_lang["ja" if co.market == "JP" else "en"])
+                    self._ch(self._users_by_lang["ja" if co.market == "JP" else "en"])
                 ][0],
             }
             self._sf_times(rec, co.created, self._between(co.created, self.now))
             self.sf["Account"].append(rec)
-            co.sf_record = rec
         return co.sf_id
 
     def _person_fields(self, p: _Person, noise: float, contact: bool) -> Record:
@@ -1703,6 +2396,8 @@ class _Builder:
         rec[f"{prefix}State"] = (co.city[1] or None) if address else None
         rec[f"{prefix}PostalCode"] = co.zip if address and r.random() < 0.7 else None
         rec[f"{prefix}Country"] = self._country(p) if r.random() < 0.9 - 0.2 * noise else None
+        # Business-card scanners and Japanese web forms capture the reading; imports often don't.
+        rec["LastNameKana__c"], rec["FirstNameKana__c"] = self._render_kana(p, 0.55)
         return rec
 
     def _emit_salesforce(
@@ -1710,7 +2405,7 @@ class _Builder:
     ) -> "_SfSide":
         r = self.r
         stage = p.stage
-        has_opp = stage in ("opportunity", "customer", "lost")
+        has_opp = p.became_opp
         u = r.random()
         if has_opp:
             kind = "converted" if u < 0.7 else "contact"
@@ -1728,7 +2423,7 @@ class _Builder:
         if kind == "converted":
             pivot = meetings[0] if meetings else (sales[len(sales) // 2].at if sales else created)
             side.converted_at = self._after(max(pivot, created), 48)
-        lead_source = _SF_SOURCE[p.touches[0].kind](r)
+        lead_source = p.sgl_source or _SF_SOURCE[p.touches[0].kind](r)
         if kind in ("lead", "converted"):
             lead = self._new_lead(p, created, noise, owner, lead_source)
             side.lead_id, side.lead = lead["Id"], lead
@@ -1738,7 +2433,7 @@ class _Builder:
             c_noise = 0.1 if kind == "converted" else noise
             contact = self._new_contact(p, c_created, c_noise, owner, lead_source, account)
             side.contact_id, side.contact, side.account_id = contact["Id"], contact, account
-            if has_opp or (kind == "converted" and r.random() < 0.5):
+            if has_opp:
                 self._opportunity(p, side, owner, lead_source)
         if side.lead is not None and kind == "converted":
             lead = side.lead
@@ -1753,15 +2448,16 @@ class _Builder:
                     "ConvertedOpportunityId": side.opp_id,
                 }
             )
-        # A Contact whose person also has an older, unconverted Lead nobody linked.
-        if kind == "contact" and r.random() < 0.12:
+        # A Contact whose person also has an older, unconverted Lead nobody linked. (Not for
+        # sales-generated people: that older lead would be a marketing touch before sales.)
+        if kind == "contact" and r.random() < 0.12 and p.sgl_source is None:
             extra_created = self._between(created - timedelta(days=200), created)
             extra_created = max(extra_created, self.now - _CREATION_SPAN)
             extra = self._new_lead(p, extra_created, 1.0, owner, _SF_SOURCE["whitepaper"](r))
-            extra["Status"] = r.choice(("Open - Not Contacted", "Working - Contacted"))
+            extra["Status"] = self._ch(("Open - Not Contacted", "Working - Contacted"))
             side.extra.append(extra)
         # Merge losers: a duplicate somebody merged, kept as a deleted row pointing at the winner.
-        if r.random() < 0.025:
+        if r.random() < 0.025 and p.sgl_source is None:
             # Converted leads are read-only history, so the surviving record is the Contact.
             winner = side.lead if kind == "lead" else side.contact
             if winner is not None:
@@ -1863,7 +2559,7 @@ class _Builder:
         base = 4000 if band < 50 else 15000 if band < 500 else 60000
         amount = round(base * r.uniform(0.5, 4.0), -2)
         if stage == "customer" or (stage == "lost"):
-            closed = min(self.now - timedelta(hours=1), opened + timedelta(days=r.randint(14, 150)))
+            closed = min(self.now - timedelta(hours=1), opened + timedelta(days=self._ri(14, 150)))
             closed = max(closed, opened)
             won = stage == "customer"
             name_stage, prob, close_date = (
@@ -1871,10 +2567,10 @@ class _Builder:
             )
             modified = closed
         else:
-            name_stage, prob = r.choice(
+            name_stage, prob = self._ch(
                 (("Prospecting", 10), ("Qualification", 10), ("Proposal/Price Quote", 75))
             )
-            close_date = (self.now + timedelta(days=r.randint(10, 120))).date()
+            close_date = (self.now + timedelta(days=self._ri(10, 120))).date()
             modified = self._between(opened, self.now)
         product = "LeadSync Pro" if r.random() < 0.6 else "LeadSync Enterprise"
         co_name = p.company.name
@@ -1897,8 +2593,6 @@ class _Builder:
         }
         self._sf_times(rec, opened, modified)
         side.opp_id, side.opp = oid, rec
-        if name_stage == "Closed Won" and p.company.sf_record is not None:
-            p.company.sf_record["Type"] = "Customer"
 
     def _sf_finish(self, p: _Person, side: "_SfSide", sales: list[_Act], presence: str) -> None:
         """Append the person's Salesforce records plus their campaign memberships and activity."""
@@ -1914,9 +2608,10 @@ class _Builder:
         if contact is not None:
             self.sf["Contact"].append(contact)
             self.truth.append(TruthRow("salesforce", "Contact", contact["Id"], p.pid))
+            # The latest contacts are enough to pick a colleague from (and keep memory flat).
             p.company.sf_contacts.append(contact["Id"])
-            if len(p.company.sf_contacts) > 50:
-                del p.company.sf_contacts[:10]
+            if len(p.company.sf_contacts) > 20:
+                del p.company.sf_contacts[:5]
         for extra in side.extra + side.losers:
             obj = "Lead" if extra["Id"].startswith("00Q") else "Contact"
             self.sf[obj].append(extra)
@@ -1991,13 +2686,13 @@ class _Builder:
         assert side.opp is not None and side.contact_id is not None
         # Senior people sign; juniors evaluate.
         if p.seniority >= 4:
-            main_role = r.choice(("Decision Maker", "Economic Buyer"))
+            main_role = self._ch(("Decision Maker", "Economic Buyer"))
         else:
-            main_role = r.choice(("Evaluator", "Business User", "Technical Buyer"))
+            main_role = self._ch(("Evaluator", "Business User", "Technical Buyer"))
         roles = [(side.contact_id, True, main_role)]
         colleagues = [c for c in p.company.sf_contacts if c != side.contact_id]
         if colleagues and r.random() < 0.35:
-            roles.append((r.choice(colleagues), False, r.choice(("Influencer", "Technical Buyer"))))
+            roles.append((self._ch(colleagues), False, self._ch(("Influencer", "Technical Buyer"))))
         for contact_id, primary, role in roles:
             created = side.opp["CreatedDate"]
             rec: Record = {
@@ -2035,10 +2730,10 @@ class _Builder:
                     "TaskSubtype": "Call",
                     "Type": "Call",
                     "CallType": "Outbound" if r.random() < 0.9 else "Inbound",
-                    "CallDurationInSeconds": r.randint(60, 1800) if done else 0,
+                    "CallDurationInSeconds": self._ri(60, 1800) if done else 0,
                     "CallDisposition": "Connected"
                     if done
-                    else r.choice(("No answer", "Left voicemail")),
+                    else self._ch(("No answer", "Left voicemail")),
                 }
             )
         else:
@@ -2070,8 +2765,7 @@ class _Builder:
         self.sf["Task"].append(rec)
 
     def _sf_event(self, p: _Person, who: str, what: str | None, act: _Act) -> None:
-        r = self.r
-        minutes = r.choice((30, 60, 60, 90))
+        minutes = self._ch((30, 60, 60, 90))
         created = (
             self._between(self.now - timedelta(days=10), self.now)
             if act.at > self.now
@@ -2090,7 +2784,7 @@ class _Builder:
             "ActivityDateTime": act.at,
             "ActivityDate": act.at.date(),
             "DurationInMinutes": minutes,
-            "Location": r.choice(("Zoom", "Teams", "Google Meet", p.company.city[0])),
+            "Location": self._ch(("Zoom", "Teams", "Google Meet", p.company.city[0])),
             "Description": None,
             "OwnerId": self.users[p.owner][0],
         }
@@ -2164,6 +2858,7 @@ _HS_CONTACT_KEYS: Final[tuple[str, ...]] = (
     "salesforceleadid",
     "salesforcecontactid",
     "hs_merged_object_ids",
+    *HS_KANA_PROPERTIES,
 )
 
 # How people first enter the database (trade shows and content downloads dominate in B2B).
@@ -2206,15 +2901,87 @@ _TOUCH_WEIGHTS: Final[dict[str, _Weighted[str]]] = {
         ]
     ),
 }
-# Funnel stage per engagement tier (most leads stay leads; hot ones become deals).
+# Funnel stage per engagement tier for people without a deal (most leads stay leads). Deals
+# (opportunity, customer, lost) come from the outcome model below, not from these tables.
 _STAGES: Final[dict[str, _Weighted[str]]] = {
     "dormant": _Weighted.of([("subscriber", 35), ("lead", 55), ("disqualified", 10)]),
     "cold": _Weighted.of([("subscriber", 20), ("lead", 60), ("mql", 15), ("disqualified", 5)]),
-    "warm": _Weighted.of([("lead", 30), ("mql", 45), ("sql", 20), ("lost", 5)]),
+    "warm": _Weighted.of([("lead", 33), ("mql", 45), ("sql", 20), ("disqualified", 2)]),
+    "hot": _Weighted.of([("mql", 40), ("sql", 60)]),
+}
+# A sales-generated lead without a deal: still being worked, qualified, or ruled out.
+_SGL_STAGES: Final[_Weighted[str]] = _Weighted.of([("lead", 35), ("sql", 40), ("disqualified", 25)])
+_SGL_SOURCES: Final[_Weighted[str]] = _Weighted.of(data.SALES_LEAD_SOURCES)
+_SGL_SHARE: Final[dict[str, float]] = {"high": 0.10, "medium": 0.05, "low": 0.02}
+_MOVE_SHARE = 0.05  # people who changed employer during the data window
+
+# Fit tiers on the 0..1 fit score (0.4 seniority + 0.6 company size/industry): about a quarter
+# of people are high fit, a third low.
+_HIGH_FIT = 0.75
+_LOW_FIT = 0.55
+# Outcome model. P(opportunity) = sigmoid(z) with z the sum of these terms: fit, a hand-raise,
+# attended webinars/seminars (up to 3), any activity in the last 30 days, pricing-page views (up
+# to 4), sales-generated. P(win | closed) = sigmoid(zw), and only at companies with a budget
+# (`_Company.buying`, more likely for good-fit companies). Coefficients are chosen so that hot,
+# well-fitting people convert an order of magnitude more often than cold, poorly fitting ones.
+_OPP_BASE = -6.8
+_OPP_FIT = 3.4
+_OPP_HAND_RAISE = 2.4
+_OPP_WEBINAR = 0.6
+_OPP_RECENT = 1.0
+_OPP_PRICING = 0.35
+_OPP_SALES = 2.5
+_WIN_BASE = -1.5
+_WIN_FIT = 3.0
+_WIN_HAND_RAISE = 0.8
+_WIN_WEBINAR = 0.3
+_WIN_SENIOR = 0.5
+_RECENT = timedelta(days=30)
+
+# Page sessions behind a conversion (the last page is where the form was sent).
+_SESSIONS: Final[dict[str, tuple[str, ...]]] = {
+    "newsletter_signup": ("blog",),
+    "whitepaper": ("resources", "whitepaper", "thanks"),
+    "case_study": ("case_studies", "case_study", "thanks"),
+    "webinar": ("webinars", "thanks"),
+    "seminar": ("events",),
+}
+_DEMO_FORMS: Final[frozenset[str]] = frozenset(
+    names["demo"] for names in data.CONVERSION_NAMES.values()
+)
+# What people look at when they come back on their own, per engagement tier.
+_BROWSE: Final[dict[str, _Weighted[str]]] = {
+    "dormant": _Weighted.of([("home", 35), ("blog", 45), ("features", 15), ("pricing", 5)]),
+    "cold": _Weighted.of(
+        [("home", 30), ("blog", 35), ("features", 15), ("resources", 15), ("pricing", 5)]
+    ),
+    "warm": _Weighted.of(
+        [
+            ("home", 15),
+            ("blog", 25),
+            ("features", 20),
+            ("scoring", 10),
+            ("case_studies", 10),
+            ("pricing", 12),
+            ("integrations", 8),
+        ]
+    ),
     "hot": _Weighted.of(
-        [("mql", 10), ("sql", 30), ("opportunity", 30), ("customer", 18), ("lost", 12)]
+        [
+            ("home", 6),
+            ("blog", 8),
+            ("features", 12),
+            ("scoring", 10),
+            ("integrations", 12),
+            ("case_studies", 14),
+            ("case_study", 8),
+            ("pricing", 30),
+        ]
     ),
 }
+_CLICK_DELAY = timedelta(seconds=30)  # from opening a newsletter to clicking through
+_SESSION_ATTRIBUTION = timedelta(hours=1)  # visits this long before a contact exists are its own
+_JP_HONORIFIC: Final[_Weighted[str]] = _Weighted.of(data.JP_HONORIFICS)
 # How many marketing touches follow the first one, per engagement tier.
 _LINGER_DAYS: Final[dict[str, int]] = {"dormant": 3, "cold": 30, "warm": 90, "hot": 120}
 _MORE_TOUCHES: Final[dict[str, tuple[int, int]]] = {
@@ -2224,18 +2991,6 @@ _MORE_TOUCHES: Final[dict[str, tuple[int, int]]] = {
     "hot": (5, 12),
 }
 _OPEN_RATE: Final[dict[str, float]] = {"dormant": 0.6, "cold": 0.85, "warm": 1.0, "hot": 1.0}
-_PAGE_VIEWS: Final[dict[str, int]] = {
-    "newsletter": 0,
-    "newsletter_signup": 1,
-    "whitepaper": 3,
-    "case_study": 3,
-    "webinar": 2,
-    "seminar": 1,
-    "tradeshow": 0,
-    "hand_raise": 4,
-    "list_import": 0,
-    "business_card": 0,
-}
 _HS_LIFECYCLE: Final[dict[str, str]] = {
     "subscriber": "subscriber",
     "lead": "lead",
@@ -2284,12 +3039,14 @@ _HS_SOURCE: Final[dict[str, Any]] = {
     "newsletter_signup": _pick("ORGANIC_SEARCH", "DIRECT_TRAFFIC"),
     "newsletter": _pick("EMAIL_MARKETING"),
     "hand_raise": _pick("DIRECT_TRAFFIC", "ORGANIC_SEARCH", "REFERRALS"),
+    "sales": _pick("OFFLINE"),  # synced from Salesforce after a rep created them
 }
 _SF_SOURCE: Final[dict[str, Any]] = {
     "tradeshow": _pick("Trade Show"),
     "seminar": _pick("Seminar - Internal"),
-    "business_card": _pick("Other", "Employee Referral"),
-    "list_import": _pick("Purchased List", "Partner Referral"),
+    # Referral and prospecting sources are reserved for sales-generated leads (SALES_LEAD_SOURCES).
+    "business_card": _pick("Other"),
+    "list_import": _pick("Purchased List"),
     "whitepaper": _pick("Web", "Web", "Advertisement"),
     "case_study": _pick("Web"),
     "webinar": _pick("Webinar"),

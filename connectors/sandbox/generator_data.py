@@ -1133,3 +1133,147 @@ NOTE_BODIES: Final[dict[str, tuple[str, ...]]] = {
         "現状はExcel管理。MQLの引き渡しに課題。",
     ),
 }
+
+# --------------------------------------------------------------------------------------------------
+# Kana readings (フリガナ). Japanese CRMs keep the reading in separate fields because kanji alone do
+# not say how a name is read (and sorting/search in Japan goes by reading). Katakana, full width.
+# A few names have a second common reading; the person's romaji follows the reading they use, so
+# 河野 can be "kono" (コウノ) or "kawano" (カワノ) and 大野 (オオノ) and 小野 (オノ) are both "ono".
+# --------------------------------------------------------------------------------------------------
+JP_FAMILY_KANA: Final[dict[str, str]] = {
+    "佐藤": "サトウ", "鈴木": "スズキ", "高橋": "タカハシ", "田中": "タナカ", "伊藤": "イトウ",
+    "渡辺": "ワタナベ", "山本": "ヤマモト", "中村": "ナカムラ", "小林": "コバヤシ",
+    "加藤": "カトウ", "吉田": "ヨシダ", "山田": "ヤマダ", "佐々木": "ササキ", "山口": "ヤマグチ",
+    "松本": "マツモト", "井上": "イノウエ", "木村": "キムラ", "林": "ハヤシ", "斎藤": "サイトウ",
+    "清水": "シミズ", "山崎": "ヤマザキ", "森": "モリ", "池田": "イケダ", "橋本": "ハシモト",
+    "阿部": "アベ", "石川": "イシカワ", "山下": "ヤマシタ", "中島": "ナカジマ", "石井": "イシイ",
+    "小川": "オガワ", "前田": "マエダ", "岡田": "オカダ", "長谷川": "ハセガワ", "藤田": "フジタ",
+    "後藤": "ゴトウ", "近藤": "コンドウ", "村上": "ムラカミ", "遠藤": "エンドウ", "青木": "アオキ",
+    "坂本": "サカモト", "福田": "フクダ", "太田": "オオタ", "西村": "ニシムラ", "藤井": "フジイ",
+    "金子": "カネコ", "岡本": "オカモト", "藤原": "フジワラ", "中野": "ナカノ", "三浦": "ミウラ",
+    "原田": "ハラダ", "中川": "ナカガワ", "松田": "マツダ", "竹内": "タケウチ", "小野": "オノ",
+    "田村": "タムラ", "中山": "ナカヤマ", "和田": "ワダ", "石田": "イシダ", "森田": "モリタ",
+    "上田": "ウエダ", "原": "ハラ", "内田": "ウチダ", "柴田": "シバタ", "酒井": "サカイ",
+    "宮崎": "ミヤザキ", "横山": "ヨコヤマ", "高木": "タカギ", "安藤": "アンドウ",
+    "宮本": "ミヤモト", "大野": "オオノ", "小島": "コジマ", "谷口": "タニグチ", "工藤": "クドウ",
+    "高田": "タカダ", "増田": "マスダ", "丸山": "マルヤマ", "今井": "イマイ", "河野": "コウノ",
+    "杉山": "スギヤマ", "菅原": "スガワラ", "平野": "ヒラノ", "大塚": "オオツカ", "千葉": "チバ",
+    "久保": "クボ", "松井": "マツイ", "岩崎": "イワサキ", "桜井": "サクライ", "野口": "ノグチ",
+    "木下": "キノシタ", "野村": "ノムラ", "菊地": "キクチ", "佐野": "サノ", "大西": "オオニシ",
+    "杉本": "スギモト", "新井": "アライ", "浜田": "ハマダ", "市川": "イチカワ", "広瀬": "ヒロセ",
+    "沢田": "サワダ", "島田": "シマダ", "黒田": "クロダ", "富田": "トミタ", "大沢": "オオサワ",
+    "藤沢": "フジサワ", "徳永": "トクナガ", "関": "セキ",
+}  # fmt: skip
+# Second readings: kanji -> (katakana, romaji, percent of bearers who use it).
+JP_FAMILY_ALT_READINGS: Final[dict[str, tuple[str, str, int]]] = {
+    "河野": ("カワノ", "kawano", 35),
+    "中島": ("ナカシマ", "nakashima", 30),
+    "山崎": ("ヤマサキ", "yamasaki", 20),
+    "藤原": ("フジハラ", "fujihara", 15),
+    "高木": ("タカキ", "takaki", 15),
+    "高田": ("タカタ", "takata", 25),
+    "小島": ("オジマ", "ojima", 10),
+    "菅原": ("スガハラ", "sugahara", 15),
+}
+JP_GIVEN_KANA: Final[dict[str, str]] = {
+    "健": "ケン", "翔太": "ショウタ", "大輔": "ダイスケ", "拓也": "タクヤ", "直樹": "ナオキ",
+    "誠": "マコト", "健太": "ケンタ", "隆": "タカシ", "浩": "ヒロシ", "亮": "リョウ",
+    "達也": "タツヤ", "和也": "カズヤ", "剛": "ツヨシ", "学": "マナブ", "聡": "サトシ",
+    "修": "オサム", "大樹": "ダイキ", "蓮": "レン", "悠斗": "ユウト", "一郎": "イチロウ",
+    "太郎": "タロウ", "健一": "ケンイチ", "裕介": "ユウスケ", "雄一": "ユウイチ",
+    "真一": "シンイチ", "浩二": "コウジ", "正人": "マサト", "秀樹": "ヒデキ", "康弘": "ヤスヒロ",
+    "広志": "ヒロシ", "陽子": "ヨウコ", "恵子": "ケイコ", "由美": "ユミ", "美穂": "ミホ",
+    "彩": "アヤ", "愛": "アイ", "真由美": "マユミ", "智子": "トモコ", "久美子": "クミコ",
+    "明美": "アケミ", "優子": "ユウコ", "麻衣": "マイ", "沙織": "サオリ", "美咲": "ミサキ",
+    "陽菜": "ヒナ", "結衣": "ユイ", "さくら": "サクラ", "香織": "カオリ", "典子": "ノリコ",
+    "奈々": "ナナ",
+}  # fmt: skip
+JP_GIVEN_ALT_READINGS: Final[dict[str, tuple[str, str, int]]] = {
+    "健": ("タケシ", "takeshi", 25),
+    "浩": ("ユタカ", "yutaka", 20),
+    "亮": ("アキラ", "akira", 30),
+    "剛": ("タケシ", "takeshi", 30),
+    "聡": ("サトル", "satoru", 25),
+    "大樹": ("ヒロキ", "hiroki", 30),
+    "彩": ("サヤカ", "sayaka", 20),
+    "愛": ("メグミ", "megumi", 20),
+    "智子": ("サトコ", "satoko", 15),
+    "陽菜": ("ハルナ", "haruna", 25),
+}
+
+# IME mis-conversions: the same reading converted to the wrong kanji when a rep types a name in.
+# Some results are other real names (伊東, 大田, 菊池): a one-character "typo" that is also a
+# plausible different person.
+JP_FAMILY_MISCONVERSIONS: Final[dict[str, str]] = {
+    "伊藤": "伊東", "太田": "大田", "菊地": "菊池", "加藤": "加籐", "佐藤": "佐籐", "後藤": "後籐",
+    "近藤": "近籐", "中島": "中嶋", "小島": "児島", "河野": "川野", "藤井": "藤居", "今井": "今居",
+    "松井": "松居", "関": "堰", "森": "守",
+}  # fmt: skip
+JP_GIVEN_MISCONVERSIONS: Final[dict[str, str]] = {
+    "浩": "博", "裕介": "祐介", "智子": "知子", "陽子": "洋子", "由美": "裕美", "直樹": "尚樹",
+    "達也": "竜也", "恵子": "啓子", "隆": "崇", "健一": "謙一", "和也": "一也", "正人": "雅人",
+    "秀樹": "英樹", "康弘": "康広", "美穂": "美保", "香織": "佳織", "沙織": "紗織", "典子": "紀子",
+    "明美": "朱美", "優子": "裕子", "麻衣": "真衣", "健太": "健汰", "翔太": "翔大", "大輔": "大介",
+}  # fmt: skip
+
+# Honorifics typed into name fields: 様 on most business correspondence, 殿 on formal documents,
+# さん from a rep's own notes. (value, weight)
+JP_HONORIFICS: Final[tuple[tuple[str, int], ...]] = (("様", 70), ("殿", 20), ("さん", 10))
+EN_HONORIFICS: Final[tuple[str, ...]] = ("Mr.", "Ms.", "Mrs.", "Dr.")
+
+# --------------------------------------------------------------------------------------------------
+# Fit: who buys a B2B marketing platform. Target industries are the ideal customer profile; the
+# rest can buy but rarely do.
+# --------------------------------------------------------------------------------------------------
+TARGET_INDUSTRIES: Final[frozenset[str]] = frozenset(
+    {"software", "it_services", "electronics", "consulting", "media"}
+)
+
+# Lead sources of sales-generated leads (a rep, partner or colleague found the person; marketing
+# had not touched them). (value, weight)
+SALES_LEAD_SOURCES: Final[tuple[tuple[str, int], ...]] = (
+    ("Sales Prospecting", 60),
+    ("Partner Referral", 25),
+    ("Employee Referral", 15),
+)
+
+# --------------------------------------------------------------------------------------------------
+# Our own website (the seller's), for page-view events: key -> (path, title) per language.
+# --------------------------------------------------------------------------------------------------
+SELLER_SITE: Final[str] = "https://www.sandbox-seller.example"
+SITE_PAGES: Final[dict[str, dict[str, tuple[str, str]]]] = {
+    "en": {
+        "home": ("/", "LeadSync | Lead management for B2B teams"),
+        "features": ("/features", "Features | LeadSync"),
+        "scoring": ("/features/lead-scoring", "Lead scoring | LeadSync"),
+        "integrations": ("/integrations", "HubSpot and Salesforce integrations | LeadSync"),
+        "pricing": ("/pricing", "Pricing | LeadSync"),
+        "resources": ("/resources", "Resources | LeadSync"),
+        "whitepaper": ("/resources/whitepapers", "Whitepapers | LeadSync"),
+        "case_studies": ("/customers", "Customer stories | LeadSync"),
+        "case_study": ("/customers/manufacturing-pipeline", "Case study | LeadSync"),
+        "webinars": ("/webinars", "Webinars | LeadSync"),
+        "events": ("/events", "Events | LeadSync"),
+        "blog": ("/blog/what-is-an-mql", "What is an MQL? | LeadSync Blog"),
+        "contact": ("/contact", "Contact us | LeadSync"),
+        "demo": ("/demo", "Request a demo | LeadSync"),
+        "thanks": ("/thank-you", "Thank you | LeadSync"),
+    },
+    "ja": {
+        "home": ("/ja/", "LeadSync｜BtoBのリード管理"),
+        "features": ("/ja/features", "機能一覧｜LeadSync"),
+        "scoring": ("/ja/features/lead-scoring", "リードスコアリング｜LeadSync"),
+        "integrations": ("/ja/integrations", "HubSpot・Salesforce連携｜LeadSync"),
+        "pricing": ("/ja/pricing", "料金プラン｜LeadSync"),
+        "resources": ("/ja/resources", "お役立ち資料｜LeadSync"),
+        "whitepaper": ("/ja/resources/whitepapers", "ホワイトペーパー｜LeadSync"),
+        "case_studies": ("/ja/customers", "導入事例｜LeadSync"),
+        "case_study": ("/ja/customers/manufacturing", "導入事例：製造業｜LeadSync"),
+        "webinars": ("/ja/webinars", "ウェビナー｜LeadSync"),
+        "events": ("/ja/events", "イベント・セミナー｜LeadSync"),
+        "blog": ("/ja/blog/what-is-mql", "MQLとは？｜LeadSyncブログ"),
+        "contact": ("/ja/contact", "お問い合わせ｜LeadSync"),
+        "demo": ("/ja/demo", "デモ依頼｜LeadSync"),
+        "thanks": ("/ja/thanks", "送信完了｜LeadSync"),
+    },
+}

@@ -16,12 +16,13 @@ import functools
 import json
 import logging
 import math
+import operator
 import re
 import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, NoReturn
@@ -190,6 +191,7 @@ _SEARCH_MAX_BODY = 3_000
 _SEARCH_MAX_GROUPS = 5
 _SEARCH_MAX_FILTERS_PER_GROUP = 6
 _SEARCH_MAX_FILTERS = 18
+_SEARCH_CACHE_SIZE = 4  # queries whose sorted matches are kept between pages
 _BATCH_MAX = 100
 _V4_PAGE_MAX = 500
 _V4_BATCH_READ_MAX = 1_000  # unverified (secondary source, contract §A6)
@@ -242,10 +244,28 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
 
 
+_TWO_DIGITS = [f"{i:02d}" for i in range(100)]
+_THREE_DIGITS = [f"{i:03d}" for i in range(1000)]
+
+
+@functools.lru_cache(maxsize=4096)
+def _iso_day(days: int) -> str:
+    t = time.gmtime(days * 86_400)
+    return f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T"
+
+
 def _iso(ms: int) -> str:
     """HubSpot's wire format for instants: ISO-8601, millisecond precision, `Z`."""
-    dt = _EPOCH + timedelta(milliseconds=ms)
-    return f"{dt:%Y-%m-%dT%H:%M:%S}.{ms % 1000:03d}Z"
+    # Runs twice per record on load (a million records at scale): the date part comes from a
+    # small cache and the time of day from lookup tables, ~5x faster than datetime + strftime.
+    days, rest = divmod(ms, 86_400_000)
+    seconds, millis = divmod(rest, 1000)
+    hours, seconds = divmod(seconds, 3600)
+    minutes, seconds = divmod(seconds, 60)
+    return (
+        f"{_iso_day(days)}{_TWO_DIGITS[hours]}:{_TWO_DIGITS[minutes]}:{_TWO_DIGITS[seconds]}"
+        f".{_THREE_DIGITS[millis]}Z"
+    )
 
 
 def _to_ms(dt: datetime) -> int:
@@ -356,40 +376,184 @@ def _property_validation_error(problems: list[_PropertyProblem]) -> NoReturn:
 # --------------------------------------------------------------------------------------------
 
 
+class _Layout:
+    """The property names of a record, in insertion order, shared by every record written in
+    the same order (a "hidden class"). A million contacts with ~40 properties each cost ~1.6 KB
+    apiece as dicts; with a shared layout a record keeps only a list of values (~0.4 KB)."""
+
+    __slots__ = ("_getters", "_plus", "index", "names")
+
+    def __init__(self, names: tuple[str, ...]) -> None:
+        self.names = names
+        self.index = {name: i for i, name in enumerate(names)}
+        self._plus: dict[str, _Layout] = {}
+        self._getters: dict[tuple[str, ...], Callable[[list[str | None]], tuple[Any, ...]]] = {}
+
+    def plus(self, name: str) -> "_Layout":
+        layout = self._plus.get(name)
+        if layout is None:
+            layout = self._plus[name] = _layout_for((*self.names, name))
+        return layout
+
+    def getter(self, names: tuple[str, ...]) -> Callable[[list[str | None]], tuple[Any, ...]]:
+        """A C-level picker of `names` out of a values list; a name the layout lacks reads the
+        trailing None every values list carries."""
+        getter = self._getters.get(names)
+        if getter is None:
+            indices = [self.index.get(name, -1) for name in names]
+            if len(indices) == 1:
+                only = indices[0]
+                getter = lambda values: (values[only],)  # noqa: E731
+            elif not indices:
+                getter = lambda values: ()  # noqa: E731
+            else:
+                getter = operator.itemgetter(*indices)
+            if len(self._getters) > 256:  # callers vary `properties=`; keep the cache small
+                self._getters.clear()
+            self._getters[names] = getter
+        return getter
+
+
+# Layouts are interned by name sequence, so records loaded from the same source share one. Their
+# number is the number of distinct property-name sequences, not of records.
+_LAYOUTS: dict[tuple[str, ...], _Layout] = {}
+
+
+def _layout_for(names: tuple[str, ...]) -> _Layout:
+    layout = _LAYOUTS.get(names)
+    if layout is None:
+        layout = _LAYOUTS.setdefault(names, _Layout(names))
+    return layout
+
+
+class _Props(MutableMapping[str, str | None]):
+    """A record's property values: a dict-like view over (shared layout, values list). Absent and
+    None-valued names stay distinct, exactly as in a dict."""
+
+    __slots__ = ("_layout", "_values")
+
+    def __init__(self, mapping: Mapping[str, str | None] | None = None) -> None:
+        mapping = mapping or {}
+        self._layout = _layout_for(tuple(mapping))
+        # The trailing None is what `pick` reads for names the layout lacks.
+        self._values: list[str | None] = [*mapping.values(), None]
+
+    def get(self, name: str, default: Any = None) -> Any:
+        index = self._layout.index.get(name)
+        return default if index is None else self._values[index]
+
+    def __getitem__(self, name: str) -> str | None:
+        index = self._layout.index.get(name)
+        if index is None:
+            raise KeyError(name)
+        return self._values[index]
+
+    def __setitem__(self, name: str, value: str | None) -> None:
+        index = self._layout.index.get(name)
+        if index is None:
+            self._layout = self._layout.plus(name)
+            self._values.insert(-1, value)
+        else:
+            self._values[index] = value
+
+    def __delitem__(self, name: str) -> None:
+        index = self._layout.index.get(name)
+        if index is None:
+            raise KeyError(name)
+        names = self._layout.names
+        self._layout = _layout_for(names[:index] + names[index + 1 :])
+        del self._values[index]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._layout.index
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._layout.names)
+
+    def __len__(self) -> int:
+        return len(self._layout.names)
+
+    def copy(self) -> "_Props":
+        clone = _Props.__new__(_Props)
+        clone._layout, clone._values = self._layout, list(self._values)
+        return clone
+
+    def pick(self, names: tuple[str, ...]) -> dict[str, str | None]:
+        """{name: value or None} for `names`, in that order (the serialisation hot path)."""
+        return dict(zip(names, self._layout.getter(names)(self._values), strict=True))
+
+
 @dataclass(slots=True)
 class _Record:
     id: int
-    properties: dict[str, str | None]
+    properties: _Props
     created_ms: int
     updated_ms: int
+    # `createdAt`/`updatedAt` as sent; the same string objects as the created/modified-date
+    # property values, so keeping them costs two pointers, and serialising costs nothing.
+    created_iso: str = ""
+    updated_iso: str = ""
     archived: bool = False
     archived_ms: int | None = None
-    # Per property, the writes made through the API: (value, epoch ms, sourceType), oldest first.
-    history: dict[str, list[tuple[str, int, str]]] = field(default_factory=dict)
+    # Per property, the writes made through the API: (value, epoch ms, sourceType), oldest
+    # first. None until the first API write (most loaded records are never written).
+    history: dict[str, list[tuple[str, int, str]]] | None = None
     # Search-index lag: until `indexed_at` (monotonic) search sees `stale` instead of this record
     # (or nothing, when `stale_absent` — the record was just created).
     stale: "_Record | None" = None
     stale_absent: bool = False
     indexed_at: float = 0.0
 
+    def stamp(self, meta: "_ObjectMeta", updated_ms: int) -> None:
+        """Set the modified instant, `updatedAt` and the modified-date property together."""
+        self.updated_ms = updated_ms
+        self.updated_iso = _iso(updated_ms)
+        self.properties[meta.modified_prop] = self.updated_iso
+
 
 @dataclass(slots=True)
 class _Store:
+    """One object type's records. The list endpoint pages by ascending id through `live` (or
+    `archived`), so resolving an `after` cursor is a bisect, O(log n), and a page never skips
+    over records of the other kind."""
+
     records: dict[int, _Record] = field(default_factory=dict)
-    ids: list[int] = field(default_factory=list)  # every id, ascending: the list cursor order
+    live: list[int] = field(default_factory=list)
+    archived: list[int] = field(default_factory=list)
+
+    def ids(self, archived: bool) -> list[int]:
+        return self.archived if archived else self.live
+
+    @staticmethod
+    def _insert(ids: list[int], record_id: int) -> None:
+        if not ids or record_id > ids[-1]:
+            ids.append(record_id)  # ids mostly arrive ascending: O(1)
+        else:
+            bisect.insort(ids, record_id)
+
+    @staticmethod
+    def _remove(ids: list[int], record_id: int) -> None:
+        index = bisect.bisect_left(ids, record_id)
+        if index < len(ids) and ids[index] == record_id:
+            del ids[index]
 
     def put(self, record: _Record) -> None:
-        if record.id not in self.records:
-            if not self.ids or record.id > self.ids[-1]:
-                self.ids.append(record.id)
-            else:
-                bisect.insort(self.ids, record.id)
+        old = self.records.get(record.id)
+        if old is not None:
+            self._remove(self.ids(old.archived), old.id)
         self.records[record.id] = record
+        self._insert(self.ids(record.archived), record.id)
+
+    def set_archived(self, record: _Record, archived: bool) -> None:
+        if record.archived != archived:
+            self._remove(self.ids(record.archived), record.id)
+            record.archived = archived
+            self._insert(self.ids(archived), record.id)
 
     def drop(self, record_id: int) -> None:
-        if self.records.pop(record_id, None) is not None:
-            index = bisect.bisect_left(self.ids, record_id)
-            del self.ids[index]
+        record = self.records.pop(record_id, None)
+        if record is not None:
+            self._remove(self.ids(record.archived), record_id)
 
 
 # --------------------------------------------------------------------------------------------
@@ -462,8 +626,12 @@ class _RateLimiter:
 # Routing
 # --------------------------------------------------------------------------------------------
 
+_EVENT_KINDS = ("web_events", "email_events")
+_EVENTS_MAX = 1000  # [unverified] the Events API documents no maximum page size
+
 _URLS = Map(
     [
+        Rule("/events/v3/events", endpoint="events", methods=["GET"]),
         Rule("/crm/v3/objects/<ot>", endpoint="objects", methods=["GET", "POST"]),
         Rule("/crm/v3/objects/<ot>/search", endpoint="search", methods=["POST"]),
         Rule("/crm/v3/objects/<ot>/merge", endpoint="merge", methods=["POST"]),
@@ -526,6 +694,13 @@ def _family(endpoint: str, method: str, args: Mapping[str, Any]) -> str:
     if endpoint in ("assoc_default", "assoc_pair"):
         return "associations_archive" if method == "DELETE" else "associations_create"
     return endpoint  # search, merge
+
+
+def _is_read(endpoint: str, method: str, args: Mapping[str, Any]) -> bool:
+    """Whether a request cannot change records (search and batch reads are POSTs)."""
+    if method == "GET" or endpoint == "search":
+        return True
+    return endpoint in ("batch", "properties_batch", "assoc_batch") and args.get("op") == "read"
 
 
 # --------------------------------------------------------------------------------------------
@@ -612,6 +787,12 @@ class HubSpotSandbox:
     `search_index_lag` (seconds) models "it may take a few moments for newly created or updated
     CRM objects to appear in search results"; 0 makes search consistent with writes.
     `clock` returns the current instant (tz-aware); tests may freeze or advance it.
+
+    `reject_record_ids` (record id -> message) is the fault-injection hook for per-record
+    rejections: a batch create/update/upsert writes every other input and reports each listed one
+    as a per-record VALIDATION_ERROR of a 207, and a single PATCH of one answers 400. Ids match
+    the input's `id` (for upsert the `idProperty` value), the resolved record id, or a create
+    input's `objectWriteTraceId`. Fault middleware mutates this dict in place.
     """
 
     def __init__(
@@ -636,6 +817,9 @@ class HubSpotSandbox:
         )
         self._lock = threading.RLock()
         self._stores: dict[str, _Store] = {ot: _Store() for ot in OBJECT_TYPES}
+        # Timeline events of the Events API, sorted by (occurredAt ms, id).
+        self._events: list[tuple[int, str, Json]] = []
+        self._unserved_events: dict[str, int] = {}
         self._props: dict[str, dict[str, Json]] = {
             ot: {p["name"]: p for p in defs} for ot, defs in standard_properties().items()
         }
@@ -646,12 +830,18 @@ class HubSpotSandbox:
         self._assoc: dict[tuple[str, str], dict[int, dict[int, set[int]]]] = {}
         # Lower-cased primary and additional emails -> contact id (live contacts only).
         self._emails: dict[str, int] = {}
-        self._email_keys: dict[int, tuple[str, ...]] = {}
+        # Contact id -> its keys in `_emails` (a bare string for the usual single address).
+        self._email_keys: dict[int, str | tuple[str, ...]] = {}
         # Merged-away ids keep resolving to the surviving record, as in HubSpot.
         self._merged_into: dict[tuple[str, int], int] = {}
         self._next_id = 1
         self._counts: dict[str, int] = {}
         self._counts_lock = threading.Lock()
+        self.reject_record_ids: dict[str, str] = {}
+        # Bumped after every request that may write (and by `load`): it invalidates the search
+        # cache, (data version, sorted matches) per query.
+        self._version = 0
+        self._search_cache: dict[str, tuple[int, list[_Record]]] = {}
 
     # ----------------------------------------------------------------------------------------
     # Public seeding / inspection API
@@ -663,33 +853,40 @@ class HubSpotSandbox:
         `id`; `associations` are made symmetric. Values are not validated (they are data that
         already exists in the portal); property names the catalogue lacks are registered as
         custom string properties so they stay readable."""
+        if object_type in _EVENT_KINDS:
+            self._load_events(object_type, records)
+            return
         ot = self._object_type(object_type)
         meta = _OBJECTS[ot]
         now_ms = self._now_ms()
         with self._lock:
             store = self._stores[ot]
+            defs = self._props[ot]
             for raw in records:
                 record_id = _parse_id(raw["id"])
                 if record_id is None:
                     raise ValueError(f"HubSpot ids are digit strings, got {raw['id']!r}")
                 props = {
-                    name: _coerce_value(value)
+                    name: value if value is None or type(value) is str else _coerce_value(value)
                     for name, value in (raw.get("properties") or {}).items()
                 }
                 for name in props:
-                    if name not in self._props[ot]:
+                    if name not in defs:
                         self._register_loaded_property(ot, name)
                 created_ms = _load_instant(raw.get("createdAt"), now_ms)
                 updated_ms = _load_instant(raw.get("updatedAt"), created_ms)
+                created_iso, updated_iso = _iso(created_ms), _iso(updated_ms)
                 props["hs_object_id"] = str(record_id)
-                props[meta.created_prop] = _iso(created_ms)
-                props[meta.modified_prop] = _iso(updated_ms)
+                props[meta.created_prop] = created_iso
+                props[meta.modified_prop] = updated_iso
                 archived = bool(raw.get("archived", False))
                 record = _Record(
                     record_id,
-                    props,
+                    _Props(props),
                     created_ms,
                     updated_ms,
+                    created_iso,
+                    updated_iso,
                     archived=archived,
                     archived_ms=_load_instant(raw.get("archivedAt"), updated_ms)
                     if archived
@@ -708,6 +905,7 @@ class HubSpotSandbox:
                         if target is None:
                             raise ValueError(f"bad association id {to_id!r}")
                         self._link_default(ot, record_id, to_ot, target)
+            self._version += 1
 
     def records(self, object_type: str) -> list[dict]:
         """Live (non-archived) records by ascending id, as {"id", "properties", "createdAt",
@@ -716,10 +914,8 @@ class HubSpotSandbox:
         with self._lock:
             store = self._stores[ot]
             out = []
-            for record_id in store.ids:
+            for record_id in store.live:
                 record = store.records[record_id]
-                if record.archived:
-                    continue
                 out.append(
                     {
                         "id": str(record.id),
@@ -820,7 +1016,13 @@ class HubSpotSandbox:
                     405, "METHOD_NOT_ALLOWED", f"HTTP {request.method} is not supported by {path}"
                 )
             handler = getattr(self, f"_ep_{endpoint}")
-            status, body = handler(request, **args)
+            try:
+                status, body = handler(request, **args)
+            finally:
+                # After the write, so a search between the write and the bump caches fresh data.
+                if not _is_read(str(endpoint), request.method, args):
+                    with self._lock:
+                        self._version += 1
         except _ApiError as exc:
             exc.headers = {**rate_headers, **exc.headers}
             raise
@@ -937,24 +1139,30 @@ class HubSpotSandbox:
 
     def _index_contact(self, record: _Record) -> None:
         keys: list[str] = []
-        extra = record.properties.get("hs_additional_emails") or ""
-        for email in extra.split(";"):
-            key = email.strip().lower()
-            if key and key not in self._emails:
+        extra = record.properties.get("hs_additional_emails")
+        if extra:
+            for email in extra.split(";"):
+                key = email.strip().lower()
+                if key and key not in self._emails:
+                    self._emails[key] = record.id
+                    keys.append(key)
+        primary = record.properties.get("email")
+        if primary:
+            key = primary.strip().lower()
+            # An address that already is its own key is stored once, not twice (1M contacts).
+            key = primary if key == primary else key
+            if key:
                 self._emails[key] = record.id
                 keys.append(key)
-        primary = (record.properties.get("email") or "").strip().lower()
-        if primary:
-            self._emails[primary] = record.id
-            keys.append(primary)
-        self._email_keys[record.id] = tuple(keys)
+        self._email_keys[record.id] = keys[0] if len(keys) == 1 else tuple(keys)
 
     def _unindex_contact(self, record_id: int) -> None:
-        for key in self._email_keys.pop(record_id, ()):
+        keys = self._email_keys.pop(record_id, ())
+        for key in (keys,) if isinstance(keys, str) else keys:
             if self._emails.get(key) == record_id:
                 del self._emails[key]
 
-    def _output_names(self, ot: str, requested: list[str]) -> list[str]:
+    def _output_names(self, ot: str, requested: Iterable[str]) -> tuple[str, ...]:
         """Property names to serialise: the requested ones HubSpot knows (unknown names are
         silently ignored) or the object's defaults, plus the three always-present ones, sorted
         alphabetically as HubSpot returns them."""
@@ -964,22 +1172,21 @@ class HubSpotSandbox:
         if not requested:
             names.update(meta.defaults)
         names.update(("hs_object_id", meta.created_prop, meta.modified_prop))
-        return sorted(names)
+        return tuple(sorted(names))
 
     def _serialise(
         self,
         ot: str,
         record: _Record,
-        names: Sequence[str],
+        names: tuple[str, ...],
         history_names: Sequence[str] = (),
         assoc_types: Sequence[str] = (),
     ) -> Json:
-        props = record.properties
         out: Json = {
             "id": str(record.id),
-            "properties": {name: props.get(name) for name in names},
-            "createdAt": _iso(record.created_ms),
-            "updatedAt": _iso(record.updated_ms),
+            "properties": record.properties.pick(names),
+            "createdAt": record.created_iso,
+            "updatedAt": record.updated_iso,
             "archived": record.archived,
         }
         if record.archived and record.archived_ms is not None:
@@ -995,7 +1202,7 @@ class HubSpotSandbox:
         return out
 
     def _history(self, record: _Record, name: str) -> list[Json]:
-        entries = list(record.history.get(name, ()))
+        entries = list((record.history or {}).get(name, ()))
         if not entries:
             value = record.properties.get(name)
             if value is None:
@@ -1235,7 +1442,7 @@ class HubSpotSandbox:
                 record.stale, record.stale_absent = None, True
             else:
                 record.stale = replace(
-                    record, properties=dict(record.properties), history={}, stale=None
+                    record, properties=record.properties.copy(), history=None, stale=None
                 )
                 record.stale_absent = False
         record.indexed_at = time.monotonic() + self.search_index_lag
@@ -1245,6 +1452,8 @@ class HubSpotSandbox:
         property on every write that carries properties, even when every value is unchanged, so
         this does too (a no-op PATCH still moves the record in lastmodifieddate windows)."""
         self._snapshot_for_search(record, new=False)
+        if record.history is None:
+            record.history = {}
         for name, value in values.items():
             history = record.history.setdefault(name, [])
             if not history and record.properties.get(name) is not None:
@@ -1252,8 +1461,7 @@ class HubSpotSandbox:
                 history.append((str(record.properties[name]), record.updated_ms, "CRM_UI"))
             history.append((value if value is not None else "", now_ms, "INTEGRATION"))
             record.properties[name] = value
-        record.updated_ms = max(now_ms, record.created_ms)
-        record.properties[_OBJECTS[ot].modified_prop] = _iso(record.updated_ms)
+        record.stamp(_OBJECTS[ot], max(now_ms, record.created_ms))
         if ot == "contacts":
             self._unindex_contact(record.id)
             self._index_contact(record)
@@ -1262,15 +1470,14 @@ class HubSpotSandbox:
         meta = _OBJECTS[ot]
         record_id = self._next_id
         self._next_id += 1
-        props: dict[str, str | None] = {}
-        record = _Record(record_id, props, now_ms, now_ms)
-        for name, value in values.items():
-            if value is not None:
-                props[name] = value
-                record.history[name] = [(value, now_ms, "INTEGRATION")]
+        now_iso = _iso(now_ms)
+        props = {name: value for name, value in values.items() if value is not None}
+        history = {name: [(value, now_ms, "INTEGRATION")] for name, value in props.items()}
         props["hs_object_id"] = str(record_id)
-        props[meta.created_prop] = _iso(now_ms)
-        props[meta.modified_prop] = _iso(now_ms)
+        props[meta.created_prop] = now_iso
+        props[meta.modified_prop] = now_iso
+        record = _Record(record_id, _Props(props), now_ms, now_ms, now_iso, now_iso)
+        record.history = history
         self._snapshot_for_search(record, new=True)
         self._stores[ot].put(record)
         if ot == "contacts":
@@ -1279,7 +1486,7 @@ class HubSpotSandbox:
 
     def _archive(self, ot: str, record: _Record, now_ms: int) -> None:
         self._snapshot_for_search(record, new=False)
-        record.archived = True
+        self._stores[ot].set_archived(record, True)
         record.archived_ms = now_ms
         if ot == "contacts":
             self._unindex_contact(record.id)
@@ -1318,7 +1525,9 @@ class HubSpotSandbox:
     # /crm/v3/objects
     # ----------------------------------------------------------------------------------------
 
-    def _read_params(self, request: Request, ot: str) -> tuple[list[str], list[str], list[str]]:
+    def _read_params(
+        self, request: Request, ot: str
+    ) -> tuple[tuple[str, ...], list[str], list[str]]:
         names = self._output_names(ot, _multi(request, "properties"))
         history = [n for n in _multi(request, "propertiesWithHistory") if n in self._props[ot]]
         assoc: list[str] = []
@@ -1327,6 +1536,68 @@ class HubSpotSandbox:
             if to_ot is not None and to_ot not in assoc:  # unknown types are ignored
                 assoc.append(to_ot)
         return names, history, assoc
+
+    def _load_events(self, kind: str, records: list[dict]) -> None:
+        """Seed timeline events (`web_events`: page views as the Events API returns them)."""
+        if kind != "web_events":
+            # Marketing email events live in HubSpot's legacy email events API, which
+            # hubspot-api-client 12 does not cover; they are kept for a later version of the
+            # sandbox but not served.
+            self._unserved_events[kind] = self._unserved_events.get(kind, 0) + len(records)
+            return
+        rows: list[tuple[int, str, Json]] = []
+        for raw in records:
+            at_ms = _load_instant(raw["occurredAt"], self._now_ms())
+            event: Json = {
+                "objectType": "contact",
+                "objectId": str(raw["objectId"]),
+                "eventType": raw["eventType"],
+                "occurredAt": _iso(at_ms),
+                "id": str(raw["id"]),
+                "properties": {k: str(v) for k, v in (raw.get("properties") or {}).items()},
+            }
+            rows.append((at_ms, event["id"], event))
+        with self._lock:
+            self._events.extend(rows)
+            self._events.sort(key=lambda row: (row[0], row[1]))
+
+    def _ep_events(self, request: Request) -> tuple[int, Json]:
+        # GET /events/v3/events/: objectType (and optionally objectId, eventType) filters,
+        # occurredAfter/occurredBefore bounds, `after` cursor, sort by time.
+        args = request.args
+        object_type = args.get("objectType")
+        if object_type not in (None, "contact", "contacts", "0-1"):
+            return 200, {"results": []}
+        object_id = args.get("objectId")
+        event_type = args.get("eventType")
+        limit = _int_value(args.get("limit", "100"), "limit")
+        if not 1 <= limit <= _EVENTS_MAX:
+            _bad_request(f"limit must be between 1 and {_EVENTS_MAX}, got {limit}")
+        lo = _instant_ms(args["occurredAfter"]) if args.get("occurredAfter") else None
+        hi = _instant_ms(args["occurredBefore"]) if args.get("occurredBefore") else None
+        if (args.get("occurredAfter") and lo is None) or (
+            args.get("occurredBefore") and hi is None
+        ):
+            _bad_request("occurredAfter and occurredBefore must be ISO-8601 date-times")
+        offset = _int_value(args.get("after", "0"), "after")
+        descending = args.get("sort", "ASCENDING").upper() == "DESCENDING"
+        with self._lock:
+            start = 0 if lo is None else bisect.bisect_right(self._events, (lo, "\uffff"))
+            end = len(self._events) if hi is None else bisect.bisect_left(self._events, (hi, ""))
+            window = self._events[start:end]
+        matches = [
+            e
+            for _, _, e in window
+            if (object_id is None or e["objectId"] == object_id)
+            and (event_type is None or e["eventType"] == event_type)
+        ]
+        if descending:
+            matches.reverse()
+        page = matches[offset : offset + limit]
+        body: Json = {"results": page}
+        if offset + limit < len(matches):
+            body["paging"] = {"next": {"after": str(offset + limit)}}
+        return 200, body
 
     def _ep_objects(self, request: Request, ot: str) -> tuple[int, Json]:
         ot = self._path_object_type(ot)
@@ -1352,17 +1623,13 @@ class HubSpotSandbox:
         next_after: int | None = None
         with self._lock:
             store = self._stores[ot]
-            ids, records = store.ids, store.records
-            index = bisect.bisect_left(ids, start)
-            while index < len(ids):
-                record = records[ids[index]]
-                index += 1
-                if record.archived != archived:
-                    continue
-                if len(results) == limit:
-                    next_after = record.id
-                    break
-                results.append(self._serialise(ot, record, names, history, assoc))
+            ids = store.ids(archived)
+            index = bisect.bisect_left(ids, start)  # O(log n) cursor resolution
+            page = ids[index : index + limit + 1]
+            if len(page) > limit:
+                next_after = page.pop()
+            records = store.records
+            results = [self._serialise(ot, records[i], names, history, assoc) for i in page]
         body: Json = {"results": results}
         # The last page has no `paging` key at all: crm.objects.get_all() dereferences
         # paging.next.after whenever `paging` is present (trip-wire 12).
@@ -1388,7 +1655,7 @@ class HubSpotSandbox:
                 self._link(ot, record.id, to_ot, to_id, type_ids)
             return 201, self._serialise(ot, record, self._written_names(ot, values))
 
-    def _written_names(self, ot: str, values: Iterable[str]) -> list[str]:
+    def _written_names(self, ot: str, values: Iterable[str]) -> tuple[str, ...]:
         # Write responses echo the written properties plus the always-present ones.
         return self._output_names(ot, [*values, "hs_object_id"])
 
@@ -1419,10 +1686,23 @@ class HubSpotSandbox:
             if not raw_props:
                 _bad_request("No properties found to update, please provide at least one.")
             values = self._validate_writes(ot, raw_props, creating=False)
+            rejected = self._rejection(oid, record.id)
+            if rejected is not None:
+                _bad_request(rejected, context={"ids": [str(oid)]})
             if ot == "contacts":
                 self._contact_email_conflict(values, record.id, {})
             self._apply(ot, record, values, self._now_ms())
             return 200, self._serialise(ot, record, self._written_names(ot, values))
+
+    def _rejection(self, *keys: Any) -> str | None:
+        """The fault-injection message for a record known by any of `keys`, if it is listed in
+        `reject_record_ids` (read without copying: the fault middleware mutates it in place)."""
+        rejects = self.reject_record_ids
+        if rejects:
+            for key in keys:
+                if key is not None and (message := rejects.get(str(key))) is not None:
+                    return message
+        return None
 
     @staticmethod
     def _not_found(ot: str, oid: str) -> NoReturn:
@@ -1451,13 +1731,12 @@ class HubSpotSandbox:
         ot: str,
         ok_status: int,
         verb: str = "get",
+        rejected: Sequence[tuple[str, str]] = (),
     ) -> tuple[int, Json]:
         body: Json = {"status": "COMPLETE", "results": results}
-        status = ok_status
+        errors: list[Json] = []
         if missing:
-            status = 207
-            body["numErrors"] = 1
-            body["errors"] = [
+            errors.append(
                 {
                     "status": "error",
                     "category": "OBJECT_NOT_FOUND",
@@ -1467,7 +1746,25 @@ class HubSpotSandbox:
                     "errors": [],
                     "links": {},
                 }
-            ]
+            )
+        # Fault-injected rejections: one StandardError per record, as HubSpot reports a record a
+        # portal validation rule refused (the others in the batch are written).
+        errors.extend(
+            {
+                "status": "error",
+                "category": "VALIDATION_ERROR",
+                "message": message,
+                "context": {"ids": [record_id]},
+                "errors": [],
+                "links": {},
+            }
+            for record_id, message in rejected
+        )
+        status = ok_status
+        if errors:
+            status = 207
+            body["numErrors"] = len(errors)
+            body["errors"] = errors
         body["startedAt"] = _iso(started_ms)
         body["completedAt"] = _iso(self._now_ms())
         return status, body
@@ -1512,6 +1809,7 @@ class HubSpotSandbox:
             seen: dict[int, str] = {}
             duplicates: list[str] = []
             pending_emails: dict[str, int] = {}
+            rejected: list[tuple[str, str]] = []
             for item in inputs:
                 if not isinstance(item, dict):
                     _bad_request("Invalid input JSON: each input must be an object")
@@ -1526,6 +1824,10 @@ class HubSpotSandbox:
                 if record.id in seen:
                     duplicates.append(str(record.id))
                 seen[record.id] = str(item.get("id"))
+                message = self._rejection(item.get("id"), record.id)
+                if message is not None:
+                    rejected.append((str(item.get("id")), message))
+                    continue
                 if ot == "contacts":
                     self._contact_email_conflict(values, record.id, pending_emails)
                 plan.append((record, values))
@@ -1540,7 +1842,9 @@ class HubSpotSandbox:
             for record, values in plan:
                 self._apply(ot, record, values, now_ms)
                 results.append(self._serialise(ot, record, self._written_names(ot, values)))
-        return self._batch_response(results, started, missing, ot, 200, verb="update")
+        return self._batch_response(
+            results, started, missing, ot, 200, verb="update", rejected=rejected
+        )
 
     def _batch_create(self, request: Request, ot: str) -> tuple[int, Json]:
         body = _object_body(request)
@@ -1549,11 +1853,18 @@ class HubSpotSandbox:
         with self._lock:
             plan = []
             pending_emails: dict[str, int] = {}
+            rejected: list[tuple[str, str]] = []
             for index, item in enumerate(inputs):
                 if not isinstance(item, dict):
                     _bad_request("Invalid input JSON: each input must be an object")
                 values = self._validate_writes(ot, item.get("properties") or {}, creating=True)
                 planned = self._create_associations(ot, item.get("associations"))
+                # A create has no record id yet: its trace id (or an `id` key) names it.
+                key = item.get("objectWriteTraceId") or item.get("id")
+                message = self._rejection(key)
+                if message is not None:
+                    rejected.append((str(key), message))
+                    continue
                 if ot == "contacts":
                     # Pending creates get negative placeholders so a duplicate within the batch
                     # is a conflict too.
@@ -1566,7 +1877,7 @@ class HubSpotSandbox:
                 for to_ot, to_id, type_ids in planned:
                     self._link(ot, record.id, to_ot, to_id, type_ids)
                 results.append(self._serialise(ot, record, self._written_names(ot, values)))
-        return self._batch_response(results, started, [], ot, 201)
+        return self._batch_response(results, started, [], ot, 201, rejected=rejected)
 
     def _batch_upsert(self, request: Request, ot: str) -> tuple[int, Json]:
         body = _object_body(request)
@@ -1574,6 +1885,7 @@ class HubSpotSandbox:
         started = self._now_ms()
         with self._lock:
             plan: list[tuple[_Record | None, dict[str, str | None], str, str]] = []
+            rejected: list[tuple[str, str]] = []
             for item in inputs:
                 if not isinstance(item, dict) or not item.get("idProperty") or not item.get("id"):
                     _bad_request("Each upsert input needs 'id' and 'idProperty'")
@@ -1582,6 +1894,10 @@ class HubSpotSandbox:
                 record = self._find(ot, key, id_property)
                 if record is None and ot in ENGAGEMENT_TYPES and not values.get("hs_timestamp"):
                     self._validate_writes(ot, {}, creating=True)
+                message = self._rejection(key, record.id if record is not None else None)
+                if message is not None:
+                    rejected.append((key, message))
+                    continue
                 plan.append((record, values, id_property, key))
             now_ms = self._now_ms()
             results = []
@@ -1593,7 +1909,7 @@ class HubSpotSandbox:
                     self._apply(ot, record, values, now_ms)
                 names = self._written_names(ot, [*values, id_property])
                 results.append({**self._serialise(ot, record, names), "new": is_new})
-        return self._batch_response(results, started, [], ot, 200)
+        return self._batch_response(results, started, [], ot, 200, rejected=rejected)
 
     def _batch_archive(self, request: Request, ot: str) -> tuple[int, None]:
         body = _object_body(request)
@@ -1700,24 +2016,40 @@ class HubSpotSandbox:
         query = body.get("query")
         sort_key = self._sort_spec(ot, sorts[0] if sorts else None)
         now = time.monotonic()
+        # Paging a search re-runs the same query with a growing `after`: without lag, the sorted
+        # matches are kept until the next write, so page n costs a slice instead of a scan and
+        # a sort of every record (seconds per page at a million contacts).
+        cache_key = (
+            json.dumps([ot, groups, sorts, query], sort_keys=True, default=str)
+            if self.search_index_lag <= 0
+            else None
+        )
         with self._lock:
             names = self._output_names(ot, requested)
-            matched: list[_Record] = []
-            for record in self._stores[ot].records.values():
-                view = record
-                if now < record.indexed_at:
-                    if record.stale_absent:
+            cached = self._search_cache.get(cache_key) if cache_key is not None else None
+            if cached is not None and cached[0] == self._version:
+                matched = cached[1]
+            else:
+                matched = []
+                for record in self._stores[ot].records.values():
+                    view = record
+                    if now < record.indexed_at:
+                        if record.stale_absent:
+                            continue
+                        view = record.stale or record
+                    if view.archived:
                         continue
-                    view = record.stale or record
-                if view.archived:
-                    continue
-                if compiled and not any(all(f(view) for f in group) for group in compiled):
-                    continue
-                matched.append(view)
-            if query:
-                matched = self._text_query(ot, matched, str(query))
+                    if compiled and not any(all(f(view) for f in group) for group in compiled):
+                        continue
+                    matched.append(view)
+                if query:
+                    matched = self._text_query(ot, matched, str(query))
+                matched = sort_key(matched)
+                if cache_key is not None:
+                    if len(self._search_cache) >= _SEARCH_CACHE_SIZE:
+                        self._search_cache.pop(next(iter(self._search_cache)))
+                    self._search_cache[cache_key] = (self._version, matched)
             total = len(matched)
-            matched = sort_key(matched)
             page = [self._serialise(ot, r, names) for r in matched[after : after + limit]]
         result: Json = {"total": total, "results": page}
         if after + limit < total:
@@ -2440,18 +2772,24 @@ class HubSpotSandbox:
     @staticmethod
     def _assoc_error(from_ot: str, to_ot: str, raw_id: Any, *, found: bool) -> Json:
         from_meta, to_meta = _OBJECTS[from_ot], _OBJECTS[to_ot]
+        context: Json = {"fromObjectId": [str(raw_id)]}
         if found:
-            message = f"No {to_meta.singular} is associated to {from_meta.singular} {raw_id}."
+            # Wording, subCategory (a string, though the spec types StandardError.subCategory as
+            # an object) and context as captured from a real portal's v4 batch read:
+            # "No company is associated with deal 515690208449.".
+            message = f"No {to_meta.singular} is associated with {from_meta.singular} {raw_id}."
             sub = "crm.associations.NO_ASSOCIATIONS_FOUND"
+            context["fromObjectType"] = [from_meta.singular]
+            context["toObjectType"] = [to_meta.singular]
         else:
-            message = f"{from_meta.upper} {raw_id} does not exist."
+            message = f"{from_meta.upper} {raw_id} does not exist."  # unverified text
             sub = "crm.associations.OBJECT_NOT_FOUND"
         return {
             "status": "error",
             "category": "OBJECT_NOT_FOUND",
             "subCategory": sub,
             "message": message,
-            "context": {"fromObjectId": [str(raw_id)]},
+            "context": context,
             "errors": [],
             "links": {},
         }

@@ -17,9 +17,16 @@ grants with expiring sessions; versions / resources / limits; SOQL ``query`` and
 with server-side cursors; global and per-object describe generated from the field table in
 :mod:`connectors.sandbox.salesforce_schema`; sObject CRUD, upsert and lookup by external id;
 ``updated`` / ``deleted``; sObject Collections (create, update, upsert, delete, retrieve);
-``Sforce-Limit-Info`` and the rolling 24-hour request limit. Error bodies are JSON arrays
+Bulk API 2.0 ingest and query jobs (:mod:`connectors.sandbox.salesforce_bulk`), written through
+the same validation as REST and Collections; ``Sforce-Limit-Info`` and the rolling 24-hour
+request, Bulk batch and Bulk query-job limits. Error bodies are JSON arrays
 ``[{"message", "errorCode", "fields"?}]`` except inside Collections results, which use
-``statusCode`` (trip-wire 6).
+``statusCode`` (trip-wire 6). ``reject_record_ids`` makes chosen records fail updates with
+``FIELD_CUSTOM_VALIDATION_EXCEPTION`` (fault injection).
+
+Scale: one dict per stored record and no per-record index (the key prefix names the sObject,
+the 18-character checksum restores an id's case); query cursors and Bulk query jobs hold
+references to the matching records and project a page at a time.
 
 Timestamps the emulator stamps on writes are whole seconds, as Salesforce stores them, so a
 ``SystemModstamp > :hwm`` poll meets the same same-second ties as against a real org.
@@ -47,6 +54,7 @@ from urllib.parse import quote, unquote
 
 from werkzeug.wrappers import Request, Response
 
+from connectors.sandbox.salesforce_bulk import BulkApiError, BulkJobs, BulkOutcome
 from connectors.sandbox.salesforce_schema import (
     CLOSED_TASK_STATUSES,
     CONVERTED_LEAD_STATUS,
@@ -68,10 +76,11 @@ from connectors.sandbox.salesforce_schema import (
     parse_date,
     parse_datetime,
     references_to,
+    restore_id_case,
     sobject,
     to_wire,
 )
-from connectors.sandbox.soql import SoqlError, compile_query
+from connectors.sandbox.soql import Plan, SoqlError, compile_query
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +101,9 @@ _ROLLED_BACK = {
     "AllOrNone header",
     "fields": [],
 }
+#: Key prefixes are case-sensitive, but an 18-character id typed in another case still names
+#: its sObject (no two modelled prefixes differ only in case).
+_PREFIX_ANY_CASE = {prefix.lower(): name for prefix, name in PREFIX_TO_SOBJECT.items()}
 _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _VERSION_RE = re.compile(r"^/services/data/v(\d+\.\d)(/.*)?$")
 
@@ -149,7 +161,16 @@ class RecordError(Exception):
 
 
 class _ParseError(Exception):
-    """A value of the wrong JSON type: Salesforce fails the whole request while deserialising."""
+    """A value of the wrong JSON type: Salesforce fails the whole request while deserialising.
+
+    Bulk API CSV has no JSON types, so there the same conversion failure is a per-record
+    ``INVALID_TYPE_ON_FIELD_IN_RECORD`` instead (``field`` / ``raw`` say which value).
+    """
+
+    def __init__(self, message: str, field: FieldDef | None = None, raw: Any = None) -> None:
+        super().__init__(message)
+        self.field = field
+        self.raw = raw
 
 
 def _json_parser_error(message: str) -> ApiError:
@@ -169,9 +190,9 @@ def _utc(value: datetime) -> datetime:
 
 
 def _is_cjk(text: str | None) -> bool:
-    return bool(text) and any(
-        unicodedata.east_asian_width(ch) in {"W", "F"} and ch.isalpha() for ch in text or ""
-    )
+    if not text or text.isascii():  # the common case, decided in C without a per-char loop
+        return False
+    return any(unicodedata.east_asian_width(ch) in {"W", "F"} and ch.isalpha() for ch in text)
 
 
 def _person_name(first: str | None, last: str | None) -> str | None:
@@ -195,6 +216,126 @@ def _trunc_minute(value: datetime) -> datetime:
     return value.replace(second=0, microsecond=0)
 
 
+def _bulk_failure(record_id: str, error: RecordError) -> BulkOutcome:
+    return BulkOutcome(False, record_id, False, error.code, error.message, error.fields)
+
+
+def _visible(rec: Mapping[str, Any]) -> bool:
+    """Seen by ``query`` (not only ``queryAll``): not in the recycle bin, not archived."""
+    return not rec.get("IsDeleted") and not rec.get("IsArchived")
+
+
+# ---------------------------------------------------------------------------------------------
+# Seeding (load): one precomputed plan per sObject keeps loading a million records fast.
+
+# How a seeded value is converted to its stored form.
+_LOAD_TEXT = 0
+_LOAD_DATETIME = 1
+_LOAD_DATE = 2
+_LOAD_BOOLEAN = 3
+_LOAD_INT = 4
+_LOAD_NUMBER = 5
+_LOAD_SKIP = 6  # compound address fields: computed on read, never stored
+
+
+def _load_datetime(value: Any) -> datetime:
+    if type(value) is datetime and value.tzinfo is UTC and not value.microsecond % 1000:
+        return value  # already what we store: UTC, millisecond precision
+    if isinstance(value, datetime):
+        utc = _utc(value)
+        return utc.replace(microsecond=utc.microsecond // 1000 * 1000)
+    return parse_datetime(str(value))
+
+
+def _load_date(value: Any) -> date:
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    return parse_date(str(value))
+
+
+def _load_boolean(value: Any) -> bool:
+    return value if isinstance(value, bool) else str(value).lower() == "true"
+
+
+_LOAD_CONVERTERS: dict[int, Callable[[Any], Any]] = {
+    _LOAD_DATETIME: _load_datetime,
+    _LOAD_DATE: _load_date,
+    _LOAD_BOOLEAN: _load_boolean,
+    _LOAD_INT: int,
+    _LOAD_NUMBER: float,
+}
+
+
+@dataclass(frozen=True)
+class _Loader:
+    #: Every stored field with the value it gets when a load omits it.
+    template: dict[str, Any]
+    #: Field name (as spelled and lower-cased) → (stored name, conversion kind).
+    fields: dict[str, tuple[str, int]]
+    has_owner: bool
+    #: Exact names of the stored fields (a record using only these takes the fast path).
+    exact: frozenset[str]
+    #: Stored fields whose omitted / null value is not None (booleans, defaulted picklists).
+    defaults: tuple[tuple[str, Any], ...]
+    #: Stored fields that need a conversion (datetime, date, boolean, number).
+    converted: tuple[tuple[str, int], ...]
+    #: Stored text fields (a non-string value is turned into its string).
+    text: tuple[str, ...]
+
+
+#: Records seeded per lock hold.
+_LOAD_SLICE = 5000
+
+
+_LOADERS: dict[str, _Loader] = {}
+
+
+def _loader(obj: SObjectDef) -> _Loader:
+    cached = _LOADERS.get(obj.name)
+    if cached is not None:
+        return cached
+    template: dict[str, Any] = {}
+    fields: dict[str, tuple[str, int]] = {}
+    for f in obj.fields:
+        if f.type == "address":
+            kind = _LOAD_SKIP
+        elif f.type == "datetime":
+            kind = _LOAD_DATETIME
+        elif f.type == "date":
+            kind = _LOAD_DATE
+        elif f.type == "boolean":
+            kind = _LOAD_BOOLEAN
+        elif f.type == "int":
+            kind = _LOAD_INT
+        elif f.type in NUMBER_TYPES:
+            kind = _LOAD_NUMBER
+        else:
+            kind = _LOAD_TEXT
+        fields[f.name] = fields[f.name.lower()] = (f.name, kind)
+        if kind == _LOAD_SKIP:
+            continue
+        if f.type == "boolean":
+            template[f.name] = bool(f.default_value)
+        elif f.type == "picklist" and f.defaulted_on_create:
+            template[f.name] = next((p.value for p in f.picklist if p.default), None)
+        else:
+            template[f.name] = None
+    kinds = {name: kind for name, kind in fields.values()}
+    loader = _Loader(
+        template,
+        fields,
+        obj.field("OwnerId") is not None,
+        frozenset(template),
+        tuple((name, value) for name, value in template.items() if value is not None),
+        tuple((name, kinds[name]) for name in template if kinds[name] != _LOAD_TEXT),
+        tuple(name for name in template if kinds[name] == _LOAD_TEXT),
+    )
+    _LOADERS[obj.name] = loader
+    return loader
+
+
 # ---------------------------------------------------------------------------------------------
 # Internal state
 
@@ -207,7 +348,11 @@ class _Session:
 
 @dataclass
 class _Cursor:
-    rows: list[dict[str, Any]]
+    """A server-side query cursor: references to the matching stored records, projected one
+    page at a time (a copy of 1,000,000 projected rows would dwarf the org itself)."""
+
+    rows: list[Mapping[str, Any]]
+    project: Callable[[Mapping[str, Any]], dict[str, Any]]
     total: int
     batch: int
     touched: float
@@ -231,11 +376,11 @@ class _Lookup:
         self._sandbox = sandbox
 
     def lookup(self, record_id: str) -> tuple[str, Mapping[str, Any]] | None:
-        index = self._sandbox._index
-        hit = index.get(record_id)
+        sandbox = self._sandbox
+        hit = sandbox._locate(record_id)
         if hit is None:
-            canonical = self._sandbox._canonical_id(record_id)
-            hit = index.get(canonical) if canonical else None
+            canonical = sandbox._canonical_id(record_id)
+            hit = sandbox._locate(canonical) if canonical else None
         return hit
 
     def canonical_id(self, value: str) -> str:
@@ -253,6 +398,8 @@ class SalesforceSandbox:
         api_version: str = "59.0",
         daily_api_limit: int | None = 100_000,
         session_lifetime_s: float | None = None,
+        daily_bulk_batch_limit: int = 15_000,
+        daily_bulk_query_job_limit: int = 10_000,
     ) -> None:
         self.client_id = client_id
         self.client_secret = client_secret
@@ -271,12 +418,19 @@ class SalesforceSandbox:
         self.deleted_lookback = timedelta(days=15)
         #: Wall clock of the org (override to simulate time passing).
         self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+        #: Fault injection: record id → message. An update of such a record (REST PATCH,
+        #: Collections, Bulk ingest, upsert matching it) fails for that record only with
+        #: FIELD_CUSTOM_VALIDATION_EXCEPTION, as an active validation rule would.
+        self.reject_record_ids: dict[str, str] = {}
 
         self._lock = threading.RLock()
+        # One dict per record and nothing else per record: the sObject of an id is its key
+        # prefix, and 15-character or wrong-case ids are canonicalised through the checksum.
         self._data: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in SOBJECTS}
-        self._index: dict[str, tuple[str, dict[str, Any]]] = {}
-        self._index_ci: dict[str, str] = {}
-        self._index_15: dict[str, str] = {}
+        #: Loaded ids whose checksum does not match (lower-case and 15-char form → stored id).
+        self._irregular_ids: dict[str, str] = {}
+        #: Lazily built lookup indexes: sObject → field → casefolded value → ids (ordered set).
+        self._value_indexes: dict[str, dict[str, dict[str, dict[str, None]]]] = {}
         self._deleted_at: dict[str, datetime] = {}
         self._serial = 0
         self._sessions: dict[str, _Session] = {}
@@ -285,6 +439,9 @@ class SalesforceSandbox:
         self._cursors: OrderedDict[str, _Cursor] = OrderedDict()
         self._rollups_dirty = False
         self._lookup = _Lookup(self)
+        self._bulk = BulkJobs(
+            self, batch_limit=daily_bulk_batch_limit, query_job_limit=daily_bulk_query_job_limit
+        )
 
         self.org_id = id18("00D5g000004SmPL")
         self.integration_user_id = make_id("005", 1, pod="5g")
@@ -318,14 +475,17 @@ class SalesforceSandbox:
         """Seed records (docs/sandbox-data.md load format); ids are kept, nothing is validated
         beyond field names and value types. Derived fields (Name, roll-ups...) are filled in."""
         obj = self._object_or_raise(sobject)
-        with self._lock:
-            for raw in records:
-                rec = self._coerce_loaded(obj, raw)
-                self._store(obj, rec)
-                self._derive(obj, rec, None)
-                if rec.get("IsDeleted"):
-                    self._deleted_at[rec["Id"]] = rec["SystemModstamp"]
-            self._rollups_dirty = True
+        now = self._now()
+        # The lock is taken per slice so seeding a million records does not stall requests.
+        for start in range(0, len(records), _LOAD_SLICE):
+            with self._lock:
+                for raw in records[start : start + _LOAD_SLICE]:
+                    rec = self._coerce_loaded(obj, raw, now)
+                    self._store(obj, rec)
+                    self._derive(obj, rec, None)
+                    if rec["IsDeleted"]:
+                        self._deleted_at[rec["Id"]] = rec["SystemModstamp"]
+                self._rollups_dirty = True
 
     def records(self, sobject: str) -> list[dict]:
         """Live (non-deleted) records of ``sobject`` as flat dict copies."""
@@ -336,7 +496,8 @@ class SalesforceSandbox:
 
     def call_counts(self) -> dict[str, int]:
         """Requests per endpoint family (query, query_more, collections, sobject, describe,
-        oauth, limits, versions, resources, updated, deleted, other) and ``total``."""
+        oauth, limits, versions, resources, updated, deleted, bulk_ingest, bulk_query, other)
+        and ``total``."""
         with self._lock:
             counts = dict(self._counts)
         counts["total"] = sum(counts.values())
@@ -531,6 +692,11 @@ class SalesforceSandbox:
             return self._sobjects(request, version, segments[1:], user)
         if head == "composite" and len(segments) >= 2 and segments[1] == "sobjects":
             return self._collections(request, version, segments[2:], user)
+        if head == "jobs":
+            try:
+                return self._bulk.handle(request, version, segments[1:], user)
+            except BulkApiError as exc:
+                raise ApiError(exc.status, exc.error_code, exc.message) from None
         raise _not_found()
 
     @staticmethod
@@ -552,6 +718,8 @@ class SalesforceSandbox:
             return "sobject"
         if head == "composite" and len(segments) >= 2 and segments[1] == "sobjects":
             return "collections"
+        if head == "jobs" and len(segments) >= 2 and segments[1] in {"ingest", "query"}:
+            return f"bulk_{segments[1]}"
         return "other"
 
     @staticmethod
@@ -565,8 +733,13 @@ class SalesforceSandbox:
     # -- responses
 
     @staticmethod
-    def _json(status: int, body: JsonBody, request: Request | None = None) -> Response:
-        pretty = request is not None and request.headers.get("X-PrettyPrint") == "1"
+    def _json(
+        status: int, body: JsonBody, request: Request | None = None, *, bulky: bool = False
+    ) -> Response:
+        # simple-salesforce sends X-PrettyPrint: 1 on every request. Pretty output needs the
+        # pure-Python encoder (the C one only does compact JSON), 4x slower: query pages
+        # (``bulky``) stay compact, which no JSON client can tell apart.
+        pretty = not bulky and request is not None and request.headers.get("X-PrettyPrint") == "1"
         text = json.dumps(body, ensure_ascii=False, indent=2 if pretty else None)
         return Response(text, status=status, content_type="application/json;charset=UTF-8")
 
@@ -732,9 +905,10 @@ class SalesforceSandbox:
             "ConcurrentSyncReportRuns": limit(20),
             "DailyApiRequests": limit(api_max, used),
             "DailyAsyncApexExecutions": limit(250000),
-            "DailyBulkApiBatches": limit(15000),
+            # Bulk API 2.0 ingest consumes one batch per 10,000 records; query jobs count apart.
+            "DailyBulkApiBatches": limit(self._bulk.batch_limit, self._bulk.batches_used()),
             "DailyBulkV2QueryFileStorageMB": limit(976562),
-            "DailyBulkV2QueryJobs": limit(10000),
+            "DailyBulkV2QueryJobs": limit(self._bulk.query_job_limit, self._bulk.query_jobs_used()),
             "DailyDurableGenericStreamingApiEvents": limit(10000),
             "DailyDurableStreamingApiEvents": limit(10000),
             "DailyGenericStreamingApiEvents": limit(10000),
@@ -758,29 +932,50 @@ class SalesforceSandbox:
         if not text:
             raise ApiError(400, "MALFORMED_QUERY", "A query string has to be specified")
         batch = self._batch_size(request) or DEFAULT_QUERY_BATCH
+        plan, candidates = self._compile_for_read(text, version)
+        if plan.count_only or plan.aggregate_reader is not None:
+            keep = None if include_deleted else _visible
+            total, rows = plan.execute(r for r in candidates if keep is None or keep(r))
+            return self._json(200, {"totalSize": total, "done": True, "records": rows}, request)
+        matches = self._select(plan, candidates, include_deleted=include_deleted)
+        total = len(matches)
+        with self._lock:
+            # Project under the lock so no row shows a write half-applied; encode outside it.
+            records = [plan.projector(r) for r in matches[:batch]]
+            locator = self._open_cursor(matches, plan.projector, total, batch)
+        if locator is None:
+            body = {"totalSize": total, "done": True, "records": records}
+            return self._json(200, body, request, bulky=True)
+        body = {
+            "totalSize": total,
+            "done": False,
+            "nextRecordsUrl": f"/services/data/v{version}/query/{locator}-{batch}",
+            "records": records,
+        }
+        return self._json(200, body, request, bulky=True)
+
+    def _compile_for_read(self, text: str, version: str) -> tuple[Plan, list[dict[str, Any]]]:
+        """Compile a SOQL query and take a snapshot of references to its object's records.
+
+        The filter and sort then run outside the lock, so a scan of a million rows does not
+        stall concurrent writes (a record written meanwhile is matched on its old or its new
+        values, as with Salesforce's read-committed queries). Rows are projected under the
+        lock, so a returned row never shows a write half-applied.
+        """
         with self._lock:
             self._ensure_rollups()
             try:
                 plan = compile_query(text, self._lookup, version, self._now())
             except SoqlError as exc:
                 raise ApiError(400, exc.error_code, exc.message) from None
-            candidates: Iterable[dict[str, Any]] = self._data[plan.sobject.name].values()
-            if not include_deleted:
-                # query excludes the recycle bin and archived activities; queryAll shows both.
-                candidates = (
-                    r for r in candidates if not r.get("IsDeleted") and not r.get("IsArchived")
-                )
-            total, rows = plan.execute(candidates)
-            if plan.count_only or len(rows) <= batch:
-                return self._json(200, {"totalSize": total, "done": True, "records": rows}, request)
-            locator = self._open_cursor(rows, total, batch)
-        body = {
-            "totalSize": total,
-            "done": False,
-            "nextRecordsUrl": f"/services/data/v{version}/query/{locator}-{batch}",
-            "records": rows[:batch],
-        }
-        return self._json(200, body, request)
+            return plan, list(self._data[plan.sobject.name].values())
+
+    @staticmethod
+    def _select(
+        plan: Plan, candidates: list[dict[str, Any]], *, include_deleted: bool
+    ) -> list[Mapping[str, Any]]:
+        # query excludes the recycle bin and archived activities; queryAll shows both.
+        return plan.select(candidates, None if include_deleted else _visible)
 
     def _query_more(self, request: Request, version: str, token: str) -> Response:
         locator, _, offset_text = token.rpartition("-")
@@ -797,15 +992,16 @@ class SalesforceSandbox:
             cursor.touched = now
             self._cursors.move_to_end(locator)
             batch = self._batch_size(request) or cursor.batch
-            rows = cursor.rows[offset : offset + batch]
-            end = offset + len(rows)
+            project = cursor.project
+            records = [project(r) for r in cursor.rows[offset : offset + batch]]
+            end = offset + len(records)
             done = end >= len(cursor.rows)
             total = cursor.total
         body: dict[str, Any] = {"totalSize": total, "done": done}
         if not done:
             body["nextRecordsUrl"] = f"/services/data/v{version}/query/{locator}-{end}"
-        body["records"] = rows
-        return self._json(200, body, request)
+        body["records"] = records
+        return self._json(200, body, request, bulky=True)
 
     @staticmethod
     def _batch_size(request: Request) -> int | None:
@@ -816,14 +1012,23 @@ class SalesforceSandbox:
         # Documented range 200-2,000; Salesforce treats the value as a hint and clamps it.
         return max(MIN_QUERY_BATCH, min(DEFAULT_QUERY_BATCH, int(match.group(1))))
 
-    def _open_cursor(self, rows: list[dict[str, Any]], total: int, batch: int) -> str:
+    def _open_cursor(
+        self,
+        rows: list[Mapping[str, Any]],
+        project: Callable[[Mapping[str, Any]], dict[str, Any]],
+        total: int,
+        batch: int,
+    ) -> str | None:
+        """Keep the rest of a result for queryMore; None when one page holds everything."""
+        if len(rows) <= batch:
+            return None
         now = time.monotonic()
         self._expire_cursors(now)
         while len(self._cursors) >= self.max_open_cursors:
             self._cursors.popitem(last=False)
         self._serial += 1
         locator = make_id("01g", self._serial, pod="Dy")
-        self._cursors[locator] = _Cursor(rows, total, batch, now)
+        self._cursors[locator] = _Cursor(rows, project, total, batch, now)
         return locator
 
     def _expire_cursors(self, now: float) -> None:
@@ -866,7 +1071,8 @@ class SalesforceSandbox:
     def _record_by_id(
         self, request: Request, version: str, obj: SObjectDef, record_id: str, user: str
     ) -> Response:
-        if not (is_id(record_id) and record_id[:3] == obj.key_prefix):
+        canonical = self._canonical_id(record_id) if is_id(record_id) else None
+        if not (is_id(record_id) and (canonical or record_id)[:3] == obj.key_prefix):
             # Salesforce reads a non-id segment as an external id field name.
             raise ApiError(
                 404,
@@ -984,7 +1190,7 @@ class SalesforceSandbox:
 
     def _find_for_rest(self, obj: SObjectDef, record_id: str) -> dict[str, Any]:
         canonical = self._canonical_id(record_id)
-        hit = self._index.get(canonical) if canonical else None
+        hit = self._locate(canonical) if canonical else None
         if hit is None or hit[0] != obj.name:
             raise _not_found()
         if hit[1].get("IsDeleted"):
@@ -1032,18 +1238,41 @@ class SalesforceSandbox:
     def _match_external(self, obj: SObjectDef, ext: FieldDef, value: str) -> list[dict[str, Any]]:
         if ext.name == "Id":
             canonical = self._canonical_id(value) if is_id(value) else None
-            hit = self._index.get(canonical) if canonical else None
+            hit = self._locate(canonical) if canonical else None
             if hit and hit[0] == obj.name and not hit[1].get("IsDeleted"):
                 return [hit[1]]
             return []
         wanted = value.casefold()  # external ids are case-insensitive unless flagged otherwise
-        return [
-            r
-            for r in self._data[obj.name].values()
-            if not r.get("IsDeleted")
-            and isinstance(r.get(ext.name), str)
-            and r[ext.name].casefold() == wanted
-        ]
+        ids = self._value_index(obj, ext.name).get(wanted)
+        if not ids:
+            return []
+        records = self._data[obj.name]
+        matches: list[dict[str, Any]] = []
+        stale: list[str] = []
+        for record_id in ids:
+            rec = records.get(record_id)
+            current = rec.get(ext.name) if rec is not None else None
+            if rec is None or not isinstance(current, str) or current.casefold() != wanted:
+                stale.append(record_id)  # the value changed since it was indexed
+            elif not rec.get("IsDeleted"):
+                matches.append(rec)
+        for record_id in stale:
+            del ids[record_id]
+        return matches
+
+    def _value_index(self, obj: SObjectDef, field_name: str) -> dict[str, dict[str, None]]:
+        """casefolded value → ids holding it, built on first use and kept current by
+        :meth:`_derive` (upserts by external id at 1,000,000 records must not scan)."""
+        per_object = self._value_indexes.setdefault(obj.name, {})
+        index = per_object.get(field_name)
+        if index is None:
+            index = {}
+            for record_id, rec in self._data[obj.name].items():
+                current = rec.get(field_name)
+                if isinstance(current, str):
+                    index.setdefault(current.casefold(), {})[record_id] = None
+            per_object[field_name] = index
+        return index
 
     # -- describe
 
@@ -1191,7 +1420,7 @@ class SalesforceSandbox:
             deleted = [
                 (rid, when)
                 for rid, when in self._deleted_at.items()
-                if self._index.get(rid, ("", {}))[0] == obj.name
+                if PREFIX_TO_SOBJECT.get(rid[:3]) == obj.name
             ]
         inside = sorted((w, rid) for rid, w in deleted if start <= w < end)
         earliest = min((w for _, w in deleted), default=end)
@@ -1349,12 +1578,13 @@ class SalesforceSandbox:
 
     def _record_for_collection(self, obj: SObjectDef, record_id: Any) -> dict[str, Any]:
         text_id = str(record_id)
-        if not is_id(text_id) or text_id[:3] != obj.key_prefix:
+        canonical = self._canonical_id(text_id) if is_id(text_id) else None
+        # An 18-character id may come in any case (its suffix restores the case).
+        if not is_id(text_id) or (canonical or text_id)[:3] != obj.key_prefix:
             raise RecordError(
                 "MALFORMED_ID", f"{obj.label} ID: id value of incorrect type: {text_id}", ["Id"]
             )
-        canonical = self._canonical_id(text_id)
-        hit = self._index.get(canonical) if canonical else None
+        hit = self._locate(canonical) if canonical else None
         if hit is None:
             raise RecordError("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id", [])
         if hit[1].get("IsDeleted"):
@@ -1438,7 +1668,7 @@ class SalesforceSandbox:
             self._ensure_rollups()
             for record_id in ids:
                 canonical = self._canonical_id(record_id) if is_id(record_id) else None
-                hit = self._index.get(canonical) if canonical else None
+                hit = self._locate(canonical) if canonical else None
                 if hit is None or hit[0] != obj.name or hit[1].get("IsDeleted"):
                     out.append(None)
                 else:
@@ -1501,7 +1731,20 @@ class SalesforceSandbox:
                 nulled,
             )  # fmt: skip
         self._object_rules(obj, {**current, **values}, current)
+        message = self._rejection(current["Id"])
+        if message is not None:
+            # Validation rules run after system validation (required fields, formats, lengths),
+            # so a bad value still reports its own error first. A rule whose error shows at the
+            # top of the page has no fields.
+            raise RecordError("FIELD_CUSTOM_VALIDATION_EXCEPTION", message, [])
         return _Prepared(obj, current, values, "update")
+
+    def _rejection(self, record_id: str) -> str | None:
+        rejects = self.reject_record_ids
+        if not rejects:
+            return None
+        message = rejects.get(record_id)
+        return message if message is not None else rejects.get(record_id[:15])
 
     def _same_id(self, a: str, b: str) -> bool:
         return is_id(a) and self._canonical_id(a) == b
@@ -1553,7 +1796,9 @@ class SalesforceSandbox:
         if isinstance(raw, (dict, list)):
             raise _ParseError(
                 f"Cannot deserialize instance of {f.type} from "
-                f"{'START_OBJECT' if isinstance(raw, dict) else 'START_ARRAY'} value"
+                f"{'START_OBJECT' if isinstance(raw, dict) else 'START_ARRAY'} value",
+                f,
+                raw,
             )
         kind = f.type
         try:
@@ -1595,9 +1840,11 @@ class SalesforceSandbox:
             token = "VALUE_STRING" if isinstance(raw, str) else "VALUE_NUMBER"
             raise _ParseError(
                 f"Cannot deserialize instance of {kind} from {token} value {raw} or request may "
-                "be missing a required field at [line:1, column:1]"
+                "be missing a required field at [line:1, column:1]",
+                f,
+                raw,
             ) from None
-        raise _ParseError(f"Cannot deserialize field {f.name}")
+        raise _ParseError(f"Cannot deserialize field {f.name}", f, raw)
 
     def _validate_value(self, f: FieldDef, value: Any) -> None:
         """Field-level DML validation (after coercion); may canonicalise references."""
@@ -1662,7 +1909,7 @@ class SalesforceSandbox:
             raise incorrect
         if target in SOBJECTS:
             canonical = self._canonical_id(value)
-            hit = self._index.get(canonical) if canonical else None
+            hit = self._locate(canonical) if canonical else None
             if hit is None:
                 raise RecordError(
                     "INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id", [f.name]
@@ -1724,7 +1971,7 @@ class SalesforceSandbox:
         now = self._now()
         obj, rec = prepared.obj, prepared.record
         if prepared.kind == "delete":
-            self._delete_cascade(obj, rec, now, user)
+            self._delete_many(obj, [rec], now, user)
             self._rollups_dirty = True
             return
         values = {k: self._storage_value(obj.field(k), v) for k, v in prepared.changes.items()}
@@ -1732,7 +1979,7 @@ class SalesforceSandbox:
             rec.update(values)
             self._serial += 1
             new_id = make_id(obj.key_prefix, self._serial)
-            while new_id in self._index:
+            while self._locate(new_id) is not None:
                 self._serial += 1
                 new_id = make_id(obj.key_prefix, self._serial)
             rec.update(
@@ -1769,26 +2016,47 @@ class SalesforceSandbox:
         rec["SystemModstamp"] = now
         rec["LastModifiedById"] = user
 
-    def _delete_cascade(
-        self, obj: SObjectDef, rec: dict[str, Any], now: datetime, user: str
+    def _delete_many(
+        self, obj: SObjectDef, recs: Iterable[dict[str, Any]], now: datetime, user: str
     ) -> None:
-        if rec.get("IsDeleted"):
+        """Soft-delete records and, recursively, their cascade-deleted children.
+
+        One scan per cascading relationship for the whole set (not per record), so a Bulk
+        delete of 10,000 leads scans the activities once rather than 10,000 times.
+        """
+        ids: set[str] = set()
+        for rec in recs:
+            if rec.get("IsDeleted"):
+                continue
+            rec["IsDeleted"] = True
+            self._stamp(rec, now, user)
+            self._deleted_at[rec["Id"]] = now
+            ids.add(rec["Id"])
+        if not ids:
             return
-        rec["IsDeleted"] = True
-        self._stamp(rec, now, user)
-        self._deleted_at[rec["Id"]] = now
         for child_obj, ref in references_to(obj.name):
             if not ref.cascade_delete:
                 continue
-            for child in list(self._data[child_obj.name].values()):
-                if child.get(ref.name) == rec["Id"] and not child.get("IsDeleted"):
-                    self._delete_cascade(child_obj, child, now, user)
+            children = [
+                child
+                for child in self._data[child_obj.name].values()
+                if child.get(ref.name) in ids and not child.get("IsDeleted")
+            ]
+            if children:
+                self._delete_many(child_obj, children, now, user)
 
     # -- derived fields
 
     def _derive(self, obj: SObjectDef, rec: dict[str, Any], changed: set[str] | None) -> None:
         """Keep emulator-maintained fields in step (compound Name, IsClosed, roll-ups...)."""
         name = obj.name
+        indexes = self._value_indexes.get(name)
+        if indexes:
+            for field_name, index in indexes.items():
+                if changed is None or field_name in changed:
+                    current = rec.get(field_name)
+                    if isinstance(current, str):
+                        index.setdefault(current.casefold(), {})[rec["Id"]] = None
 
         def touched(*fields: str) -> bool:
             return changed is None or any(f in changed for f in fields)
@@ -1840,10 +2108,10 @@ class SalesforceSandbox:
         if what and what.startswith("001"):
             account = what
         elif what and what.startswith("006"):
-            hit = self._index.get(what)
+            hit = self._locate(what)
             account = hit[1].get("AccountId") if hit else None
         if account is None and who and who.startswith("003"):
-            hit = self._index.get(who)
+            hit = self._locate(who)
             account = hit[1].get("AccountId") if hit else None
         rec["AccountId"] = account
 
@@ -1895,28 +2163,123 @@ class SalesforceSandbox:
                 campaign[key] = c[key]
 
     # =========================================================================================
+    # Bulk API 2.0 backend: salesforce_bulk runs the jobs; records go through the same
+    # prepare / commit path as REST and Collections, so per-record errors are identical.
+
+    @property
+    def bulk_lock(self) -> threading.RLock:
+        return self._lock
+
+    def bulk_now(self) -> datetime:
+        return self._now()
+
+    def bulk_write(
+        self,
+        sobject_name: str,
+        operation: str,
+        external_id_field: str | None,
+        rows: list[dict[str, str | None]],
+        user: str,
+    ) -> list[BulkOutcome]:
+        """Apply one chunk of an ingest job (allOrNone=false: every row stands alone)."""
+        obj = SOBJECTS[sobject_name]
+        outcomes: list[BulkOutcome] = []
+        with self._lock:
+            if operation in {"delete", "hardDelete"}:
+                doomed: list[dict[str, Any]] = []
+                for body in rows:
+                    record_id = body.get("Id") or ""
+                    try:
+                        if not record_id:
+                            raise RecordError("MISSING_ARGUMENT", "Id not specified", [])
+                        rec = self._record_for_collection(obj, record_id)
+                    except RecordError as exc:
+                        outcomes.append(_bulk_failure(record_id, exc))
+                        continue
+                    doomed.append(rec)
+                    outcomes.append(BulkOutcome(True, rec["Id"], False))
+                self._delete_many(obj, doomed, self._now(), user)
+                self._rollups_dirty = True
+                if operation == "hardDelete":
+                    # Hard-deleted records skip the recycle bin: gone from queryAll too.
+                    for rec in doomed:
+                        self._data[obj.name].pop(rec["Id"], None)
+                return outcomes
+            ext = obj.field(external_id_field) if external_id_field else None
+            for body in rows:
+                given = body.get("Id") or ""
+                try:
+                    prepared = self._prepare_collection_item(obj, dict(body), user, operation, ext)
+                except RecordError as exc:
+                    outcomes.append(_bulk_failure(given, exc))
+                    continue
+                except _ParseError as exc:
+                    # CSV has no JSON types: a value that does not convert fails its row only.
+                    label = exc.field.label if exc.field is not None else "value"
+                    error = RecordError(
+                        "INVALID_TYPE_ON_FIELD_IN_RECORD",
+                        f"{label}: value not of required type: {exc.raw}",
+                        [exc.field.name] if exc.field is not None else [],
+                    )
+                    outcomes.append(_bulk_failure(given, error))
+                    continue
+                self._commit(prepared, user)
+                created = prepared.kind == "insert"
+                outcomes.append(BulkOutcome(True, prepared.record["Id"], created))
+        return outcomes
+
+    def bulk_compile(self, soql: str, version: str) -> Plan:
+        """Compile the SOQL of a query job (errors are the REST query errors)."""
+        with self._lock:
+            try:
+                return compile_query(soql, self._lookup, version, self._now())
+            except SoqlError as exc:
+                raise BulkApiError(400, exc.error_code, exc.message) from None
+
+    def bulk_select(self, plan: Plan, *, include_deleted: bool) -> list[Mapping[str, Any]]:
+        """References to the records a query job returns (a snapshot of ids, not copies)."""
+        with self._lock:
+            self._ensure_rollups()
+            candidates = list(self._data[plan.sobject.name].values())
+        return self._select(plan, candidates, include_deleted=include_deleted)
+
+    # =========================================================================================
     # Store
 
     def _store(self, obj: SObjectDef, rec: dict[str, Any]) -> None:
-        record_id = rec["Id"]
-        self._data[obj.name][record_id] = rec
-        self._index[record_id] = (obj.name, rec)
-        self._index_ci[record_id.lower()] = record_id
-        self._index_15[record_id[:15]] = record_id
+        self._data[obj.name][rec["Id"]] = rec
+
+    def _locate(self, record_id: str) -> tuple[str, dict[str, Any]] | None:
+        """(sObject name, stored record) for an exact stored id; the key prefix names the
+        sObject, so no per-record index is needed."""
+        name = PREFIX_TO_SOBJECT.get(record_id[:3])
+        if name is None:
+            return None
+        rec = self._data[name].get(record_id)
+        return None if rec is None else (name, rec)
 
     def _canonical_id(self, value: str) -> str | None:
         """The stored id for a 15/18-character id in any case (None if unknown)."""
-        if value in self._index:
+        name = PREFIX_TO_SOBJECT.get(value[:3]) or _PREFIX_ANY_CASE.get(value[:3].lower())
+        if name is None or len(value) not in {15, 18} or not is_id(value):
+            return None
+        records = self._data[name]
+        if value in records:
             return value
-        if len(value) == 18:
-            found = self._index_ci.get(value.lower())
-            if found is not None:
-                return found
-        return self._index_15.get(value[:15]) if len(value) in {15, 18} else None
+        # 15-character ids are case-sensitive; 18-character ones carry the case in the suffix.
+        candidate = id18(value) if len(value) == 15 else restore_id_case(value)
+        if candidate is not None and candidate in records:
+            return candidate
+        irregular = self._irregular_ids
+        if irregular:
+            return irregular.get(value[:15]) or (
+                irregular.get(value.lower()) if len(value) == 18 else None
+            )
+        return None
 
     def _live_record(self, sobject_name: str, record_id: str) -> dict[str, Any]:
         canonical = self._canonical_id(record_id)
-        hit = self._index.get(canonical) if canonical else None
+        hit = self._locate(canonical) if canonical else None
         if hit is None or hit[0] != sobject_name:
             raise KeyError(f"no {sobject_name} with id {record_id}")
         if hit[1].get("IsDeleted"):
@@ -1954,60 +2317,75 @@ class SalesforceSandbox:
             raise ValueError(f"unknown sObject {name!r}; modelled: {', '.join(SOBJECTS)}")
         return obj
 
-    def _coerce_loaded(self, obj: SObjectDef, raw: Mapping[str, Any]) -> dict[str, Any]:
-        unknown = [k for k in raw if obj.field(k) is None and k != "attributes"]
-        if unknown:
-            raise ValueError(f"{obj.name} has no field(s) {', '.join(sorted(unknown))}")
-        values: dict[str, Any] = {}
-        for key, value in raw.items():
-            f = obj.field(key)
-            if f is not None:
-                values[f.name] = value
-        rec: dict[str, Any] = {}
-        for f in obj.fields:
-            if f.type != "address":  # compound fields are computed on read, never stored
-                rec[f.name] = self._load_value(obj, f, values.get(f.name))
-        if not rec.get("Id"):
+    def _coerce_loaded(
+        self, obj: SObjectDef, raw: Mapping[str, Any], now: datetime
+    ) -> dict[str, Any]:
+        loader = _loader(obj)
+        rec = loader.template.copy()
+        if raw.keys() <= loader.exact:
+            # Fast path (the generator's records): copy in C, then fix the few fields that
+            # need a default back or a conversion.
+            rec.update(raw)
+            for name, default in loader.defaults:
+                if rec[name] is None:
+                    rec[name] = default
+            for name, kind in loader.converted:
+                value = rec[name]
+                if value is not None:
+                    rec[name] = _LOAD_CONVERTERS[kind](value)
+            for name in loader.text:
+                value = rec[name]
+                if value is not None and type(value) is not str:
+                    rec[name] = str(value)
+        else:
+            self._coerce_loaded_slowly(loader, obj, raw, rec)
+        record_id = rec["Id"]
+        if not record_id:
             self._serial += 1
             rec["Id"] = make_id(obj.key_prefix, self._serial)
-        elif not is_id(rec["Id"]) or rec["Id"][:3] != obj.key_prefix:
-            raise ValueError(f"{rec['Id']!r} is not a {obj.name} id (prefix {obj.key_prefix})")
-        now = self._now()
+        else:
+            if not is_id(record_id) or record_id[:3] != obj.key_prefix:
+                raise ValueError(f"{record_id!r} is not a {obj.name} id (prefix {obj.key_prefix})")
+            if len(record_id) == 15:
+                rec["Id"] = id18(record_id)  # the API always speaks the 18-character form
+            elif id18(record_id[:15]) != record_id:
+                # A hand-made id with a wrong checksum: findable in any case all the same.
+                self._irregular_ids[record_id[:15]] = record_id
+                self._irregular_ids[record_id.lower()] = record_id
         user = self.integration_user_id
-        rec["CreatedDate"] = rec.get("CreatedDate") or now
-        rec["LastModifiedDate"] = rec.get("LastModifiedDate") or rec["CreatedDate"]
-        rec["SystemModstamp"] = rec.get("SystemModstamp") or rec["LastModifiedDate"]
-        rec["CreatedById"] = rec.get("CreatedById") or user
-        rec["LastModifiedById"] = rec.get("LastModifiedById") or rec["CreatedById"]
-        if obj.field("OwnerId") is not None and not rec.get("OwnerId"):
+        rec["CreatedDate"] = rec["CreatedDate"] or now
+        rec["LastModifiedDate"] = rec["LastModifiedDate"] or rec["CreatedDate"]
+        rec["SystemModstamp"] = rec["SystemModstamp"] or rec["LastModifiedDate"]
+        rec["CreatedById"] = rec["CreatedById"] or user
+        rec["LastModifiedById"] = rec["LastModifiedById"] or rec["CreatedById"]
+        if loader.has_owner and not rec["OwnerId"]:
             rec["OwnerId"] = user
-        for f in obj.fields:
-            if f.type == "picklist" and rec.get(f.name) is None and f.defaulted_on_create:
-                rec[f.name] = next((p.value for p in f.picklist if p.default), None)
         return rec
 
     @staticmethod
-    def _load_value(obj: SObjectDef, f: FieldDef, value: Any) -> Any:
-        if value is None:
-            return bool(f.default_value) if f.type == "boolean" else None
-        if f.type == "datetime":
-            if isinstance(value, datetime):
-                utc = _utc(value)
-                return utc.replace(microsecond=utc.microsecond // 1000 * 1000)
-            return parse_datetime(str(value))
-        if f.type == "date":
-            if isinstance(value, datetime):
-                return value.date()
-            if isinstance(value, date):
-                return value
-            return parse_date(str(value))
-        if f.type == "boolean":
-            return value if isinstance(value, bool) else str(value).lower() == "true"
-        if f.type == "int":
-            return int(value)
-        if f.type in NUMBER_TYPES:
-            return float(value)
-        return str(value)
+    def _coerce_loaded_slowly(
+        loader: _Loader, obj: SObjectDef, raw: Mapping[str, Any], rec: dict[str, Any]
+    ) -> None:
+        """Field names in another case, ``attributes``, compound fields or unknown names."""
+        resolve = loader.fields
+        unknown: list[str] = []
+        for key, value in raw.items():
+            entry = resolve.get(key)
+            if entry is None:
+                entry = resolve.get(key.lower())
+                if entry is None:
+                    if key != "attributes":
+                        unknown.append(key)
+                    continue
+            if value is None:
+                continue  # the template holds the value of an omitted field
+            name, kind = entry
+            if kind == _LOAD_TEXT:
+                rec[name] = value if type(value) is str else str(value)
+            elif kind != _LOAD_SKIP:  # compound fields are computed on read, never stored
+                rec[name] = _LOAD_CONVERTERS[kind](value)
+        if unknown:
+            raise ValueError(f"{obj.name} has no field(s) {', '.join(sorted(unknown))}")
 
     # -- request bodies
 

@@ -476,6 +476,15 @@ def _leadsync_fields() -> list[FieldDef]:
     ]
 
 
+def _kana_fields() -> list[FieldDef]:
+    """Furigana of the name, as Japanese orgs add them (custom fields; the org's own choice of
+    API names, here the common LastNameKana__c / FirstNameKana__c)."""
+    return [
+        text("LastNameKana__c", "Last Name (Kana)", 80),
+        text("FirstNameKana__c", "First Name (Kana)", 40),
+    ]
+
+
 def _address(prefix: str, label: str) -> list[FieldDef]:
     compound = f"{prefix}Address" if prefix else "Address"
     return [
@@ -599,6 +608,7 @@ _LEAD = SObjectDef(
         text("EmailBouncedReason", "Email Bounced Reason", 255),
         FieldDef("EmailBouncedDate", "datetime", "Email Bounced Date"),
         *_leadsync_fields(),
+        *_kana_fields(),
     ),
 )
 
@@ -628,6 +638,7 @@ _CONTACT = SObjectDef(
         text("EmailBouncedReason", "Email Bounced Reason", 255),
         FieldDef("EmailBouncedDate", "datetime", "Email Bounced Date"),
         *_leadsync_fields(),
+        *_kana_fields(),
     ),
 )
 
@@ -925,6 +936,7 @@ def references_to(target: str) -> Iterable[tuple[SObjectDef, FieldDef]]:
 _ID_RE = re.compile(r"^[a-zA-Z0-9]{15}(?:[a-zA-Z0-9]{3})?$")
 _SUFFIX_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
 _BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+_UPPER_BITS = str.maketrans({chr(c): "1" if ord("A") <= c <= ord("Z") else "0" for c in range(128)})
 
 
 def is_id(value: str) -> bool:
@@ -935,14 +947,35 @@ def id18(id15: str) -> str:
     """Append Salesforce's case-safe checksum to a 15-character id (18-char ids pass through)."""
     if len(id15) == 18:
         return id15
-    suffix = ""
-    for chunk in range(3):
-        bits = 0
-        for position, char in enumerate(id15[chunk * 5 : chunk * 5 + 5]):
-            if "A" <= char <= "Z":
-                bits |= 1 << position
-        suffix += _SUFFIX_ALPHABET[bits]
-    return id15 + suffix
+    # Bit i of chunk k is set when character 5k+i is an upper-case letter; translate() maps the
+    # whole id to a bit string in C, which keeps this cheap enough for loading millions of ids.
+    bits = id15.translate(_UPPER_BITS)
+    if not bits.isascii():  # not an id at all (non-ASCII); only upper-case A-Z sets a bit
+        bits = "".join("1" if "A" <= ch <= "Z" else "0" for ch in id15)
+    return (
+        id15
+        + _SUFFIX_ALPHABET[int(bits[4::-1] or "0", 2)]
+        + _SUFFIX_ALPHABET[int(bits[9:4:-1] or "0", 2)]
+        + _SUFFIX_ALPHABET[int(bits[14:9:-1] or "0", 2)]
+    )
+
+
+def restore_id_case(value: str) -> str | None:
+    """The case-sensitive form of an 18-character id typed in any case, or None.
+
+    The checksum suffix records which of the first 15 characters are upper case, which is what
+    makes 18-character ids safe for case-insensitive systems (Excel, VLOOKUP, email).
+    """
+    if len(value) != 18:
+        return None
+    chars: list[str] = []
+    for chunk, code in enumerate(value[15:].upper()):
+        bits = _SUFFIX_ALPHABET.find(code)
+        if bits < 0:
+            return None
+        for position, char in enumerate(value[chunk * 5 : chunk * 5 + 5]):
+            chars.append(char.upper() if bits >> position & 1 else char.lower())
+    return "".join(chars) + value[15:].upper()
 
 
 def make_id(prefix: str, serial: int, pod: str = "5g") -> str:
@@ -962,8 +995,18 @@ def make_id(prefix: str, serial: int, pod: str = "5g") -> str:
 
 def format_datetime(value: datetime) -> str:
     """Salesforce's JSON datetime: milliseconds and a ``+0000`` offset without a colon."""
+    if value.tzinfo is UTC:
+        # Stored values are UTC already; isoformat() is C code and ~5x faster than strftime,
+        # which matters when a query page formats thousands of timestamps.
+        return value.isoformat(timespec="milliseconds")[:-6] + "+0000"
     utc = value.astimezone(UTC)
     return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}+0000"
+
+
+def format_datetime_bulk(value: datetime) -> str:
+    """The datetime form of Bulk API CSV results: milliseconds and ``Z``."""
+    utc = value if value.tzinfo is UTC else value.astimezone(UTC)
+    return utc.isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 _DATETIME_RE = re.compile(

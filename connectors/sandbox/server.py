@@ -10,8 +10,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
+from connectors.sandbox.faults import FaultInjector
 from connectors.sandbox.generator import SandboxDataset, generate
 from connectors.sandbox.hubspot_app import HubSpotSandbox
 from connectors.sandbox.salesforce_app import SalesforceSandbox
@@ -19,6 +20,29 @@ from connectors.sandbox.tls import make_tls
 
 # One line per request drowns every other log line; the emulators count calls themselves.
 logging.getLogger("werkzeug").setLevel(logging.WARNING)
+
+
+class _KeepAliveHandler(WSGIRequestHandler):
+    # werkzeug speaks HTTP/1.0 by default and closes every connection, so each call would pay a
+    # new TCP (and for Salesforce, TLS) handshake. Both real services keep connections alive.
+    protocol_version = "HTTP/1.1"
+
+
+def serve(
+    app: object, host: str = "127.0.0.1", port: int = 0, ssl_context: object = None
+) -> BaseWSGIServer:
+    """Serve a WSGI app on a daemon thread with keep-alive; returns the running server."""
+    server = make_server(
+        host,
+        port,
+        app,  # type: ignore[arg-type]
+        threaded=True,
+        request_handler=_KeepAliveHandler,
+        ssl_context=ssl_context,  # type: ignore[arg-type]
+    )
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
 
 HUBSPOT_TOKEN = "pat-sandbox-leadsync"
 SALESFORCE_CLIENT_ID = "sandbox-client-id"
@@ -38,11 +62,15 @@ class Sandboxes:
     hubspot_port: int = 0
     salesforce_port: int = 0
     workdir: Path | None = None
+    fault_profile: str = "none"  # "none" | "realistic" | "hostile" (connectors/sandbox/faults.py)
+    fault_seed: int = 0
     hubspot_options: dict[str, object] = field(default_factory=dict)
     salesforce_options: dict[str, object] = field(default_factory=dict)
 
     hubspot: HubSpotSandbox = field(init=False)
     salesforce: SalesforceSandbox = field(init=False)
+    hubspot_faults: FaultInjector = field(init=False)
+    salesforce_faults: FaultInjector = field(init=False)
     dataset: SandboxDataset = field(init=False)
     ca_path: Path = field(init=False)
     _servers: list[BaseWSGIServer] = field(init=False, default_factory=list)
@@ -67,18 +95,24 @@ class Sandboxes:
         for sobject, records in self.dataset.salesforce.items():
             self.salesforce.load(sobject, records)
 
-        ssl_context, self.ca_path = make_tls(self.workdir)
-        hs = make_server(self.host, self.hubspot_port, self.hubspot, threaded=True)
-        sf = make_server(
-            self.host, self.salesforce_port, self.salesforce, threaded=True, ssl_context=ssl_context
+        # Every request passes the fault injector: it counts them per endpoint and status, and
+        # injects the profile's faults (none by default) or a test's scripted ones.
+        self.hubspot_faults = FaultInjector(
+            self.hubspot, "hubspot", profile=self.fault_profile, seed=self.fault_seed
         )
+        self.salesforce_faults = FaultInjector(
+            self.salesforce, "salesforce", profile=self.fault_profile, seed=self.fault_seed
+        )
+        ssl_context, self.ca_path = make_tls(self.workdir)
+        hs = serve(self.hubspot_faults, self.host, self.hubspot_port)
+        sf = serve(self.salesforce_faults, self.host, self.salesforce_port, ssl_context)
         self.salesforce.instance_url = f"https://{self.host}:{sf.server_port}"
         self._servers = [hs, sf]
-        for server in self._servers:
-            threading.Thread(target=server.serve_forever, daemon=True).start()
         return self
 
     def stop(self) -> None:
+        for injector in (self.hubspot_faults, self.salesforce_faults):
+            injector.close()
         for server in self._servers:
             server.shutdown()
             server.server_close()

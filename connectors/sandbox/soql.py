@@ -36,6 +36,7 @@ from connectors.sandbox.salesforce_schema import (
     FieldDef,
     SObjectDef,
     compound_address,
+    format_datetime,
     id18,
     is_id,
     parse_datetime,
@@ -613,6 +614,15 @@ class _ProjectionChild:
 
 
 @dataclass
+class Column:
+    """One flat SELECT column (Bulk API CSV): header, leaf field and a raw-value reader."""
+
+    header: str
+    leaf: FieldDef
+    read: Callable[[Mapping[str, Any]], Any]
+
+
+@dataclass
 class Plan:
     """A compiled query: filter, sort, window and projection over flat records."""
 
@@ -625,16 +635,12 @@ class Plan:
     aggregate_alias: str | None
     aggregate_reader: Callable[[Mapping[str, Any]], Any] | None
     projector: Callable[[Mapping[str, Any]], dict[str, Any]]
+    #: The SELECT list flattened to columns (relationship paths as ``Owner.Name``).
+    columns: list[Column] = field(default_factory=list)
 
     def execute(self, records: Iterable[Mapping[str, Any]]) -> tuple[int, list[dict[str, Any]]]:
         """Return (totalSize, projected rows)."""
-        predicate = self.predicate
-        rows = [r for r in records if predicate(r)] if predicate else list(records)
-        rows = self._sort(rows)
-        if self.offset:
-            rows = rows[self.offset :]
-        if self.limit is not None:
-            rows = rows[: self.limit]
+        rows = self.select(records)
         if self.count_only:
             return len(rows), []
         if self.aggregate_reader is not None:
@@ -644,13 +650,43 @@ class Plan:
             return 1, [{"attributes": {"type": "AggregateResult"}, alias: count}]
         return len(rows), [self.projector(r) for r in rows]
 
+    def select(
+        self,
+        records: Iterable[Mapping[str, Any]],
+        keep: Callable[[Mapping[str, Any]], bool] | None = None,
+    ) -> list[Mapping[str, Any]]:
+        """The matching stored records (references, not copies), sorted and windowed.
+
+        ``keep`` is an extra filter applied in the same pass (query vs. queryAll visibility).
+        """
+        predicate = self.predicate
+        if predicate is not None and keep is not None:
+            rows = [r for r in records if keep(r) and predicate(r)]
+        elif predicate is not None or keep is not None:
+            test = predicate or keep
+            assert test is not None
+            rows = [r for r in records if test(r)]
+        else:
+            rows = list(records)
+        if self.order:
+            rows = self._sort(rows)
+        if self.offset:
+            rows = rows[self.offset :]
+        if self.limit is not None:
+            rows = rows[: self.limit]
+        return rows
+
     def _sort(self, rows: list[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
         # Stable multi-key sort: one pass per key, last key first; nulls placed per NULLS FIRST
         # / LAST independently of the direction.
+        # Each key is computed once per row (a million-row ORDER BY would otherwise pay for
+        # three Python calls per row and key).
         for key, descending, nulls_first in reversed(self.order):
-            nulls = [r for r in rows if key(r) is None]
-            values = [r for r in rows if key(r) is not None]
-            values.sort(key=key, reverse=descending)
+            keys = [key(r) for r in rows]
+            nulls = [r for r, k in zip(rows, keys, strict=True) if k is None]
+            order = [i for i, k in enumerate(keys) if k is not None]
+            order.sort(key=keys.__getitem__, reverse=descending)
+            values = [rows[i] for i in order]
             rows = nulls + values if nulls_first else values + nulls
         return rows
 
@@ -698,8 +734,10 @@ class Compiler:
                 f"Field must be grouped or aggregated: {fields[0].text}",
             )
         root = _ProjectionNode()
+        columns: list[Column] = []
         for path in fields:
             self._add_projection(root, path)
+            columns.append(self._column(path))
 
         predicate = self._condition(query.where) if query.where is not None else None
         order = []
@@ -726,6 +764,7 @@ class Compiler:
             aggregate_alias,
             aggregate_reader,
             self._projector(root),
+            columns,
         )
 
     # -- errors
@@ -827,43 +866,49 @@ class Compiler:
             node = child.node
         node.entries.setdefault(resolved.leaf.name, resolved.leaf)
 
+    def _column(self, path: FieldPath) -> Column:
+        resolved = self._resolve(path)
+        names = [step.ref.relationship_name or step.ref.name for step in resolved.steps]
+        return Column(".".join([*names, resolved.leaf.name]), resolved.leaf, self._reader(resolved))
+
     def _projector(self, root: _ProjectionNode) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
         version = self.api_version
         lookup = self.store.lookup
         base = self.obj.name
+        compiled = _compile_node(root)
 
-        def project(node: _ProjectionNode, obj_name: str, type_name: str, rec: Mapping[str, Any]):
+        def project(ops: list[_Op], obj_name: str, type_name: str, rec: Mapping[str, Any]):
             out: dict[str, Any] = {
                 "attributes": {
                     "type": type_name,
                     "url": f"/services/data/v{version}/sobjects/{obj_name}/{rec.get('Id')}",
                 }
             }
-            actual = SOBJECTS.get(obj_name)
-            for key, entry in node.entries.items():
-                if isinstance(entry, _ProjectionChild):
-                    target_id = rec.get(entry.step.ref.name)
+            for kind, key, name, extra in ops:
+                if kind == _LEAF:
+                    value = rec.get(name)
+                    out[key] = value if value is None or extra is None else extra(value)
+                elif kind == _CHILD:
+                    target_id = rec.get(name)
                     hit = lookup(target_id) if target_id else None
                     if hit is None:
                         out[key] = None
                         continue
-                    child_type = "Name" if entry.step.polymorphic else hit[0]
-                    out[key] = project(entry.node, hit[0], child_type, hit[1])
-                    continue
-                if type_name == "Name" and actual is not None:
+                    polymorphic, child_ops = extra
+                    child_type = "Name" if polymorphic else hit[0]
+                    out[key] = project(child_ops, hit[0], child_type, hit[1])
+                elif kind == _ADDRESS:
+                    out[key] = compound_address(extra, rec)
+                else:  # a field of the polymorphic Name pseudo-object: read from the real record
+                    actual = SOBJECTS.get(obj_name)
                     if key == "Type":
                         out[key] = obj_name
                         continue
-                    real_field = actual.field(key)
+                    real_field = actual.field(key) if actual is not None else None
                     out[key] = to_wire(real_field, rec.get(real_field.name)) if real_field else None
-                    continue
-                if entry.type == "address":
-                    out[key] = compound_address(entry, rec)
-                else:
-                    out[key] = to_wire(entry, rec.get(entry.name))
             return out
 
-        return lambda rec: project(root, base, base, rec)
+        return lambda rec: project(compiled, base, base, rec)
 
     # -- WHERE
     def _condition(self, cond: Condition) -> Callable[[Mapping[str, Any]], bool]:
@@ -1052,6 +1097,37 @@ class Compiler:
             f"value of filter criterion for field '{leaf.name}' must be of type {expected} "
             f"and {quoting}",
         )
+
+
+# Projection ops, compiled once per query so a page of thousands of rows runs a flat loop
+# instead of re-dispatching on field types per value: (kind, output key, stored name, extra).
+_LEAF, _CHILD, _ADDRESS, _NAME_LEAF = range(4)
+_Op = tuple[int, str, str, Any]
+
+
+def _wire_converter(f: FieldDef) -> Callable[[Any], Any] | None:
+    """``to_wire`` specialised to one field; None when the stored value is already the wire one."""
+    if f.type in {"datetime", "date", "double", "currency", "percent", "int"}:
+        return lambda value: to_wire(f, value)
+    return None
+
+
+def _compile_node(node: _ProjectionNode, name_object: bool = False) -> list[_Op]:
+    ops: list[_Op] = []
+    for key, entry in node.entries.items():
+        if isinstance(entry, _ProjectionChild):
+            child_ops = _compile_node(entry.node, name_object=entry.step.polymorphic)
+            ops.append((_CHILD, key, entry.step.ref.name, (entry.step.polymorphic, child_ops)))
+        elif name_object:
+            ops.append((_NAME_LEAF, key, key, None))
+        elif entry.type == "address":
+            ops.append((_ADDRESS, key, entry.name, entry))
+        else:
+            converter = _wire_converter(entry)
+            if entry.type == "datetime":
+                converter = format_datetime
+            ops.append((_LEAF, key, entry.name, converter))
+    return ops
 
 
 def _no_column(name: str, entity: str) -> str:

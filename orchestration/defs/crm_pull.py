@@ -237,14 +237,14 @@ def hubspot_engagements(
     lead_definition: LeadDefinitionResource,
     settings: SyncSettings,
 ) -> dg.MaterializeResult:
-    """HubSpot emails, calls, meetings and notes with their contacts, changed since last pull."""
+    """HubSpot emails, calls, meetings, notes and page views of contacts, since the last pull."""
     return _pull_hubspot(
         context,
         hubspot,
         state_store,
         lead_definition,
         settings,
-        ("emails", "calls", "meetings", "notes"),
+        ("emails", "calls", "meetings", "notes", "web_events"),
         with_contacts=True,
     )
 

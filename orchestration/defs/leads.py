@@ -19,6 +19,7 @@ RAW_SOURCES = (
     ("hubspot", "calls"),
     ("hubspot", "meetings"),
     ("hubspot", "notes"),
+    ("hubspot", "web_events"),
     ("salesforce", "Lead"),
     ("salesforce", "Contact"),
     ("salesforce", "Account"),

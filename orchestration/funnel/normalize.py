@@ -1024,9 +1024,14 @@ def _hubspot_contact_activities(raw: Mapping[str, pl.DataFrame]) -> list[pl.Data
         pl.col("recent_at").alias("occurred_at"),
         pl.col("recent_name").alias("detail"),
     )
-    # v1 simplification: HubSpot's contact only carries a page-view COUNT and the last visit time,
-    # so all views become one page_view row at the last visit ("N page views"). Per-page events
-    # (and so pricing_page_view) need the web-analytics events API, which is not ingested yet.
+    # Without per-visit events (the Events API is an Enterprise feature) a contact only carries a
+    # page-view COUNT and the last visit time: all views become one page_view row at the last
+    # visit ("N page views"). Contacts whose visits arrive as events are counted from those.
+    with_events = _frame(raw, "hubspot:web_events")
+    if with_events is not None and "objectId" in with_events.columns:
+        base = base.join(
+            with_events.select(pl.col("objectId").alias("_id")).unique(), on="_id", how="anti"
+        )
     views = base.filter(pl.col("views") > 0).select(
         (record_id + ":page_views").alias("activity_id"),
         record_id.alias("record_id"),
@@ -1038,6 +1043,33 @@ def _hubspot_contact_activities(raw: Mapping[str, pl.DataFrame]) -> list[pl.Data
         _activity_frame(f.with_columns(pl.lit(HUBSPOT).alias("source_system")))
         for f in (first, recent, views)
     ]
+
+
+# Pages whose visit is a buying signal of its own (pricing, plans, quotes), in English and Japanese.
+PRICING_PAGE_PATTERN = r"(?i)/pricing|/plans|/price|料金|価格|プラン"
+
+
+def _hubspot_web_events(raw: Mapping[str, pl.DataFrame]) -> list[pl.DataFrame]:
+    """Page views from HubSpot's Events API, one activity per visit."""
+    df = _frame(raw, "hubspot:web_events")
+    if df is None or "objectId" not in df.columns:
+        return []
+    url, title = _raw_col(df, "hs_url"), _raw_col(df, "hs_title")
+    pricing = pl.concat_str([url, title], separator=" ", ignore_nulls=True).str.contains(
+        PRICING_PAGE_PATTERN
+    )
+    frame = df.select(
+        ("hubspot:web_events:" + _raw_col(df, "id")).alias("activity_id"),
+        ("hubspot:contacts:" + _raw_col(df, "objectId")).alias("record_id"),
+        pl.when(pricing.fill_null(False))
+        .then(pl.lit("pricing_page_view"))
+        .otherwise(pl.lit("page_view"))
+        .alias("activity_type"),
+        parse_timestamp_expr(_raw_col(df, "occurredAt")).alias("occurred_at"),
+        pl.coalesce(title, url).alias("detail"),
+        pl.lit(HUBSPOT).alias("source_system"),
+    )
+    return [_activity_frame(frame)]
 
 
 def _who_record_id(who: pl.Expr) -> pl.Expr:
@@ -1168,6 +1200,7 @@ def normalize_activities(raw: Mapping[str, pl.DataFrame]) -> pl.DataFrame:
     parts = [
         *_hubspot_engagements(raw),
         *_hubspot_contact_activities(raw),
+        *_hubspot_web_events(raw),
         *_salesforce_tasks_events(raw),
         *_salesforce_campaigns(raw),
     ]

@@ -2,24 +2,33 @@
 
 import csv
 import re
+import unicodedata
 from collections import Counter, defaultdict
 from datetime import UTC, date, datetime, timedelta
+from itertools import combinations
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from connectors.sandbox import generator_data
 from connectors.sandbox.generator import (
     DEFAULT_NOW,
+    HUBSPOT_EVENT_OBJECTS,
     HUBSPOT_OBJECTS,
+    SALES_LEAD_SOURCES,
     SALESFORCE_OBJECTS,
     SF_PREFIX,
+    OutcomeRow,
+    SandboxChunk,
     SandboxDataset,
     generate,
+    iter_generate,
     truth_pairs,
 )
 
 SIZE = 2000
+HS_CRM_OBJECTS = tuple(t for t in HUBSPOT_OBJECTS if t not in HUBSPOT_EVENT_OBJECTS)
 FREE_MAIL = {
     "gmail.com",
     "yahoo.co.jp",
@@ -161,9 +170,13 @@ def test_object_types_and_ids(ds: SandboxDataset) -> None:
     ]
     assert min(map(int, engagement_ids)) == 90001
     assert len(set(engagement_ids)) == len(engagement_ids)
-    for records in ds.hubspot.values():
-        ids = [r["id"] for r in records]
+    for obj_type in HS_CRM_OBJECTS:
+        ids = [r["id"] for r in ds.hubspot[obj_type]]
         assert all(i.isdigit() for i in ids) and len(set(ids)) == len(ids)
+    for obj_type in HUBSPOT_EVENT_OBJECTS:  # event ids are UUID-shaped strings
+        ids = [r["id"] for r in ds.hubspot[obj_type]]
+        assert all(re.fullmatch(r"[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}", i) for i in ids)
+        assert len(set(ids)) == len(ids) > 0
     seen: set[str] = set()
     for obj, records in ds.salesforce.items():
         for rec in records:
@@ -246,8 +259,8 @@ def test_property_values_follow_the_contract(ds: SandboxDataset) -> None:
 
 def test_timestamps_are_aware_and_ordered(ds: SandboxDataset) -> None:
     now = DEFAULT_NOW
-    for records in ds.hubspot.values():
-        for rec in records:
+    for obj_type in HS_CRM_OBJECTS:
+        for rec in ds.hubspot[obj_type]:
             created, updated = rec["createdAt"], rec["updatedAt"]
             assert created.microsecond == 0 and updated.microsecond == 0
             assert created.tzinfo is not None and created.utcoffset() == timedelta(0)
@@ -266,15 +279,20 @@ def test_timestamps_are_aware_and_ordered(ds: SandboxDataset) -> None:
         assert oldest.date() <= rec["ActivityDate"] <= (now + timedelta(days=15)).date()
     for rec in ds.hubspot["emails"]:
         assert rec["properties"]["hs_timestamp"] >= oldest.isoformat()[:10]
+    for obj_type, key in (("web_events", "occurredAt"), ("email_events", "created")):
+        for rec in ds.hubspot[obj_type]:
+            at = rec[key]
+            assert at.utcoffset() == timedelta(0) and at.microsecond == 0
+            assert now - timedelta(days=1000) <= at <= now
 
 
 # ------------------------------------------------------------------------------------------------
 # Referential integrity and truth
 # ------------------------------------------------------------------------------------------------
 def test_every_reference_points_at_an_existing_record(ds: SandboxDataset) -> None:
-    hs_ids = {t: {r["id"] for r in recs} for t, recs in ds.hubspot.items()}
-    for obj_type, records in ds.hubspot.items():
-        for rec in records:
+    hs_ids = {t: {r["id"] for r in ds.hubspot[t]} for t in HS_CRM_OBJECTS}
+    for obj_type in HS_CRM_OBJECTS:
+        for rec in ds.hubspot[obj_type]:
             for to_type, ids in rec["associations"].items():
                 assert set(ids) <= hs_ids[to_type], (obj_type, rec["id"], to_type)
     engagements = [
@@ -542,3 +560,403 @@ def test_engagement_and_outcomes_are_plausible(ds: SandboxDataset) -> None:
     assert any(r["IsPrimary"] for r in ds.salesforce["OpportunityContactRole"])
     titles = {r["properties"]["jobtitle"] for r in contacts}
     assert titles & {"Student", "学生", "Intern", "インターン", "Graduate Student", "大学院生"}
+
+
+# ------------------------------------------------------------------------------------------------
+# Streaming
+# ------------------------------------------------------------------------------------------------
+STREAM_SIZE = 500
+
+
+@pytest.fixture(scope="module")
+def collected() -> SandboxDataset:
+    return generate(STREAM_SIZE, 11)
+
+
+_SF_REFERENCES = (
+    "AccountId",
+    "OwnerId",
+    "CampaignId",
+    "LeadId",
+    "ContactId",
+    "WhoId",
+    "WhatId",
+    "OpportunityId",
+    "MasterRecordId",
+    "ConvertedAccountId",
+    "ConvertedContactId",
+    "ConvertedOpportunityId",
+)
+
+
+@pytest.mark.parametrize("chunk_people", [1, 37, STREAM_SIZE, 10_000])
+def test_streaming_concatenates_to_generate(collected: SandboxDataset, chunk_people: int) -> None:
+    hubspot: dict[str, list[dict[str, Any]]] = {name: [] for name in HUBSPOT_OBJECTS}
+    salesforce: dict[str, list[dict[str, Any]]] = {name: [] for name in SALESFORCE_OBJECTS}
+    truth, outcomes = [], []
+    seen_hs: set[str] = set()
+    seen_sf: set[str] = set()
+    snapshots: list[tuple[SandboxChunk, str]] = []
+    start = 0
+    for index, chunk in enumerate(iter_generate(STREAM_SIZE, 11, chunk_people=chunk_people)):
+        snapshots.append((chunk, repr(chunk)))
+        assert chunk.index == index
+        assert chunk.people.start == start and len(chunk.people) <= chunk_people
+        start = chunk.people.stop
+        assert [o.person_id for o in chunk.outcomes] == [f"P{i + 1:07d}" for i in chunk.people]
+        assert {row.person_id for row in chunk.truth} <= {o.person_id for o in chunk.outcomes}
+        # Loading chunk by chunk works: nothing points at a record of a later chunk.
+        seen_hs |= {r["id"] for t in HS_CRM_OBJECTS for r in chunk.hubspot[t]}
+        seen_sf |= {r["Id"] for recs in chunk.salesforce.values() for r in recs}
+        for t in HS_CRM_OBJECTS:
+            for rec in chunk.hubspot[t]:
+                assert all(i in seen_hs for ids in rec["associations"].values() for i in ids)
+        assert all(ev["objectId"] in seen_hs for ev in chunk.hubspot["web_events"])
+        for recs in chunk.salesforce.values():
+            for rec in recs:
+                assert all(rec.get(f) is None or rec[f] in seen_sf for f in _SF_REFERENCES)
+        for name, records in chunk.hubspot.items():
+            hubspot[name].extend(records)
+        for name, records in chunk.salesforce.items():
+            salesforce[name].extend(records)
+        truth.extend(chunk.truth)
+        outcomes.extend(chunk.outcomes)
+    assert start == STREAM_SIZE
+    # A chunk is final when it is yielded: later people never edit it (Account.Type included).
+    assert all(repr(chunk) == snapshot for chunk, snapshot in snapshots)
+    assert hubspot == collected.hubspot
+    assert salesforce == collected.salesforce
+    assert truth == collected.truth
+    assert outcomes == collected.outcomes
+
+
+def test_streaming_edge_cases() -> None:
+    (only,) = list(iter_generate(0, 1))  # no people, but the shared records are there
+    assert only.people == range(0, 0) and only.truth == [] and only.outcomes == []
+    assert only.salesforce["User"] and only.salesforce["Campaign"]
+    with pytest.raises(ValueError):
+        iter_generate(10, 1, chunk_people=0)  # validated before the first chunk is asked for
+    with pytest.raises(ValueError):
+        iter_generate(10, 1, now=datetime(2025, 3, 1))
+
+
+def test_outcomes_are_deterministic_and_seed_dependent() -> None:
+    a, b, c = generate(300, 7), generate(300, 7), generate(300, 8)
+    assert a.outcomes == b.outcomes
+    assert a.outcomes != c.outcomes
+
+
+# ------------------------------------------------------------------------------------------------
+# Kana readings
+# ------------------------------------------------------------------------------------------------
+_KANA = re.compile(r"[\u3041-\u3096\u30a1-\u30fa\u30fc\uff66-\uff9f]+")
+
+
+def _katakana(text: str) -> str:
+    """Fold the three written forms of a reading to full-width katakana."""
+    text = unicodedata.normalize("NFKC", text)
+    return "".join(chr(ord(c) + 0x60) if "\u3041" <= c <= "\u3096" else c for c in text)
+
+
+def test_kana_readings_on_a_share_of_japanese_records(
+    ds: SandboxDataset, people: dict[str, list[tuple[str, str, str]]]
+) -> None:
+    for rec in ds.hubspot["contacts"]:
+        assert {"lastname_kana", "firstname_kana"} <= set(rec["properties"])
+    for obj in ("Lead", "Contact"):
+        for rec in ds.salesforce[obj]:
+            assert {"LastNameKana__c", "FirstNameKana__c"} <= set(rec)
+    records = _person_records(ds)
+    japanese = with_kana = 0
+    forms: Counter[str] = Counter()
+    for person_records in people.values():
+        fields = [records[f"{s}:{o}:{i}"] for s, o, i in person_records]
+        readings = [
+            (
+                f.get("lastname_kana", f.get("LastNameKana__c")),
+                f.get("firstname_kana", f.get("FirstNameKana__c")),
+            )
+            for f in fields
+        ]
+        has_kana = any(last for last, _ in readings)
+        if any(_JAPANESE.search("".join(_name(f))) for f in fields):
+            japanese += 1
+            with_kana += has_kana
+        else:
+            assert not has_kana, readings  # only Japanese people carry readings
+        for value in (v for pair in readings for v in pair if v):
+            assert _KANA.fullmatch(value), value
+            forms[
+                "half"
+                if "\uff66" <= value[0] <= "\uff9f"
+                else "hira"
+                if value[0] < "\u30a0"
+                else "kata"
+            ] += 1
+        # A person's reading is one reading, whatever form each record wrote it in.
+        assert len({_katakana(last) for last, _ in readings if last}) <= 1
+    assert 0.3 < with_kana / japanese < 0.9
+    assert forms["kata"] > forms["hira"] > 0 and forms["half"] > 0
+
+
+# ------------------------------------------------------------------------------------------------
+# Activity: web events, email events, sales-generated leads
+# ------------------------------------------------------------------------------------------------
+def _hs_time(dt: datetime) -> str:
+    return dt.isoformat()[:19] + ".000Z"
+
+
+def test_web_events_are_page_views_of_existing_contacts(ds: SandboxDataset) -> None:
+    contacts = {r["id"]: r for r in ds.hubspot["contacts"]}
+    views: dict[str, list[datetime]] = defaultdict(list)
+    for event in ds.hubspot["web_events"]:
+        assert set(event) == {"id", "occurredAt", "eventType", "objectId", "properties"}
+        assert event["eventType"] == "e_visited_page"
+        assert event["objectId"] in contacts
+        assert event["properties"]["hs_url"].startswith("https://www.sandbox-seller.example/")
+        assert event["properties"]["hs_title"]
+        views[event["objectId"]].append(event["occurredAt"])
+    for contact_id, contact in contacts.items():
+        props, seen = contact["properties"], views.get(contact_id, [])
+        # The analytics roll-ups on the contact agree with its events.
+        assert props["hs_analytics_num_page_views"] == str(len(seen))
+        if seen:
+            assert props["hs_analytics_last_visit_timestamp"] == _hs_time(max(seen))
+            # Visits of the session that led to the form fill count; anything older does not.
+            assert min(seen) >= contact["createdAt"] - timedelta(hours=1)
+            assert max(seen) <= contact["updatedAt"]
+    pricing = [e for e in ds.hubspot["web_events"] if e["properties"]["hs_url"].endswith("pricing")]
+    assert len(pricing) > 100
+    assert len(views) > 0.5 * len(contacts)
+
+
+def test_email_events_follow_consent_and_bounces(ds: SandboxDataset) -> None:
+    by_email = {
+        r["properties"]["email"]: r["properties"]
+        for r in ds.hubspot["contacts"]
+        if r["properties"]["email"]
+    }
+    kinds: Counter[str] = Counter()
+    status_changes: Counter[str] = Counter()
+    bounces: Counter[str] = Counter()
+    for event in ds.hubspot["email_events"]:
+        kinds[event["type"]] += 1
+        props = by_email[event["recipient"]]  # always an address some contact has
+        if event["type"] in ("OPEN", "CLICK"):
+            assert isinstance(event["emailCampaignId"], int)
+        if event["type"] == "CLICK":
+            assert event["url"].startswith("https://www.sandbox-seller.example/")
+        if event["type"] == "BOUNCE":
+            assert event["category"] == "HARD_BOUNCE" and props["hs_email_bounce"] == "1"
+            bounces[event["recipient"]] += 1
+        if event["type"] == "STATUSCHANGE":
+            assert event["portalSubscriptionStatus"] == "UNSUBSCRIBED"
+            assert props["hs_email_optout"] == "true"
+            status_changes[event["recipient"]] += 1
+    assert set(kinds) == {"OPEN", "CLICK", "BOUNCE", "STATUSCHANGE"}
+    assert kinds["OPEN"] > kinds["CLICK"] > 0
+    # Every unsubscribed / bounced contact with an address has exactly one event saying when.
+    for email, props in by_email.items():
+        assert status_changes[email] == (props["hs_email_optout"] == "true")
+        assert bounces[email] == (props["hs_email_bounce"] == "1")
+    # Salesforce keeps its own flags; bounces carry a date there.
+    bounced = [r for o in ("Lead", "Contact") for r in ds.salesforce[o] if r["EmailBouncedDate"]]
+    assert bounced and all(r["EmailBouncedReason"] for r in bounced)
+
+
+def test_sales_generated_leads_have_no_marketing_before_sales(
+    ds: SandboxDataset, person_of: dict[str, str]
+) -> None:
+    sgl = {
+        person_of[f"salesforce:{obj}:{r['Id']}"]
+        for obj in ("Lead", "Contact")
+        for r in ds.salesforce[obj]
+        if r["LeadSource"] in SALES_LEAD_SOURCES
+    }
+    assert 0.02 < len(sgl) / SIZE < 0.12
+    who = {
+        r["Id"]: person_of[f"salesforce:{obj}:{r['Id']}"]
+        for obj in ("Lead", "Contact")
+        for r in ds.salesforce[obj]
+    }
+    first_sales: dict[str, datetime] = {}
+    for obj in ("Task", "Event"):
+        for rec in ds.salesforce[obj]:
+            person = who[rec["WhoId"]]
+            first_sales[person] = min(
+                first_sales.get(person, rec["CreatedDate"]), rec["CreatedDate"]
+            )
+    first_marketing: dict[str, datetime] = {}
+    for member in ds.salesforce["CampaignMember"]:
+        for ref in ("LeadId", "ContactId"):
+            if member[ref]:
+                person = who[member[ref]]
+                at = member["CreatedDate"]
+                first_marketing[person] = min(first_marketing.get(person, at), at)
+    for rec in ds.hubspot["contacts"]:
+        converted = rec["properties"]["first_conversion_date"]
+        if converted:
+            person = person_of[f"hubspot:contacts:{rec['id']}"]
+            at = datetime.fromisoformat(converted.replace("Z", "+00:00"))
+            first_marketing[person] = min(first_marketing.get(person, at), at)
+    for person in sgl:
+        assert person in first_sales  # a rep worked every one of them
+        assert first_sales[person] <= first_marketing.get(person, first_sales[person])
+    assert any(person in first_marketing for person in sgl)  # marketing reaches some later
+    # The sources are theirs alone: every other person's first record has a marketing source.
+    assert Counter(r["LeadSource"] for r in ds.salesforce["Lead"])["Sales Prospecting"] > 10
+
+
+# ------------------------------------------------------------------------------------------------
+# Outcomes
+# ------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def big() -> SandboxDataset:
+    return generate(5000, 42)
+
+
+def test_outcome_truth_covers_every_person(ds: SandboxDataset, tmp_path: Path) -> None:
+    ids = [o.person_id for o in ds.outcomes]
+    assert ids == [f"P{i + 1:07d}" for i in range(SIZE)]
+    assert set(ids) == {row.person_id for row in ds.truth}
+    for o in ds.outcomes:
+        assert o.fit_tier in {"high", "medium", "low"}
+        assert o.engagement_tier in {"hot", "warm", "cold", "dormant"}
+        assert o.became_opportunity or not o.won
+        assert o.first_hand_raise_at is None or o.first_hand_raise_at.utcoffset() == timedelta(0)
+    summary = ds.summary()
+    assert 0 < summary["wins"] < summary["opportunities"] < 0.2 * SIZE
+    ds.write_outcomes(tmp_path / "outcomes.csv")
+    with (tmp_path / "outcomes.csv").open(encoding="utf-8", newline="") as fh:
+        rows = list(csv.reader(fh))
+    assert rows[0] == [
+        "person_id",
+        "became_opportunity",
+        "won",
+        "first_hand_raise_at",
+        "fit_tier",
+        "engagement_tier",
+    ]
+    assert len(rows) == SIZE + 1
+    assert {r[1] for r in rows[1:]} == {r[2] for r in rows[1:]} == {"true", "false"}
+    raised = [r[3] for r in rows[1:] if r[3]]
+    assert raised and all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", t) for t in raised)
+
+
+def test_salesforce_deals_agree_with_outcome_truth(
+    ds: SandboxDataset, person_of: dict[str, str]
+) -> None:
+    outcome = {o.person_id: o for o in ds.outcomes}
+    opps = {r["Id"]: r for r in ds.salesforce["Opportunity"]}
+    deal_of: dict[str, dict[str, Any]] = {}
+    for role in ds.salesforce["OpportunityContactRole"]:
+        if role["IsPrimary"]:
+            deal_of[person_of[f"salesforce:Contact:{role['ContactId']}"]] = opps[
+                role["OpportunityId"]
+            ]
+    assert len(deal_of) == len(opps)  # one deal per person, with its primary contact
+    for person, opp in deal_of.items():
+        assert outcome[person].became_opportunity
+        assert opp["IsWon"] == outcome[person].won
+    # People in Salesforce who became opportunities all have their deal there.
+    in_salesforce = {p for k, p in person_of.items() if k.startswith("salesforce:")}
+    assert {p for p in in_salesforce if outcome[p].became_opportunity} == set(deal_of)
+    # Account Type is final when the Account is written: every won deal's account is a customer.
+    customers = {r["Id"] for r in ds.salesforce["Account"] if r["Type"] == "Customer"}
+    assert {o["AccountId"] for o in opps.values() if o["IsWon"]} <= customers
+    assert customers and len(customers) < 0.5 * len(ds.salesforce["Account"])
+
+
+def _rate(rows: list[OutcomeRow], attr: str) -> float:
+    return sum(getattr(o, attr) for o in rows) / len(rows)
+
+
+def test_outcomes_depend_on_fit_and_engagement(big: SandboxDataset) -> None:
+    def group(fits: set[str], tiers: set[str]) -> list[OutcomeRow]:
+        return [o for o in big.outcomes if o.fit_tier in fits and o.engagement_tier in tiers]
+
+    best, worst = group({"high"}, {"hot"}), group({"low"}, {"cold", "dormant"})
+    assert len(best) > 60 and len(worst) > 500
+    assert _rate(best, "won") > max(3 * _rate(worst, "won"), 0.05)
+    assert _rate(best, "became_opportunity") > 5 * _rate(worst, "became_opportunity")
+    # Each factor matters on its own: engagement within a fit tier, fit within an engagement tier.
+    for fit in ("high", "medium", "low"):
+        hot, warm = group({fit}, {"hot"}), group({fit}, {"warm"})
+        cold = group({fit}, {"cold", "dormant"})
+        assert (
+            _rate(hot, "became_opportunity")
+            > _rate(warm, "became_opportunity")
+            > _rate(cold, "became_opportunity")
+        )
+    every = {"hot", "warm", "cold", "dormant"}
+    high, low = group({"high"}, every), group({"low"}, every)
+    assert _rate(high, "became_opportunity") > 2 * _rate(low, "became_opportunity")
+    assert _rate(high, "won") > 3 * _rate(low, "won")
+    raised = [o for o in big.outcomes if o.first_hand_raise_at is not None]
+    quiet = [o for o in big.outcomes if o.first_hand_raise_at is None]
+    assert _rate(raised, "became_opportunity") > 3 * _rate(quiet, "became_opportunity")
+
+
+# ------------------------------------------------------------------------------------------------
+# Noise and hard negatives added with the outcome model
+# ------------------------------------------------------------------------------------------------
+def _one_edit(a: str, b: str) -> bool:
+    """True when b is a one-character slip of a (substitution, insertion/deletion, swap)."""
+    a, b = a.lower(), b.lower()
+    if a == b or abs(len(a) - len(b)) > 1 or len(a) < 2:
+        return False
+    if len(a) == len(b):
+        diff = [i for i in range(len(a)) if a[i] != b[i]]
+        if len(diff) == 1:
+            return True
+        i = diff[0]
+        return len(diff) == 2 and diff[1] == i + 1 and a[i] == b[i + 1] and a[i + 1] == b[i]
+    short, long_ = (a, b) if len(a) < len(b) else (b, a)
+    return any(long_[:i] + long_[i + 1 :] == short for i in range(len(long_)))
+
+
+_JP_FAMILY_ROMAJI = {r.title() for _, r, _ in generator_data.JP_FAMILY_NAMES}
+_FREE_DOMAINS = FREE_MAIL
+
+
+def test_typos_honorifics_name_order_and_job_changes(
+    ds: SandboxDataset, people: dict[str, list[tuple[str, str, str]]]
+) -> None:
+    records = _person_records(ds)
+    typos = honorifics = family_first = swapped = job_changes = 0
+    for person_records in people.values():
+        fields = [records[f"{s}:{o}:{i}"] for s, o, i in person_records]
+        names = [_name(f) for f in fields]
+        for first, last in names:
+            honorifics += last.endswith(("様", "殿", "さん")) or first.startswith(
+                ("Mr. ", "Ms. ", "Mrs. ", "Dr. ")
+            )
+            # A Japanese name in romaji with the family name in the first-name box.
+            family_first += first in _JP_FAMILY_ROMAJI and last not in _JP_FAMILY_ROMAJI
+        if len(fields) < 2:
+            continue
+        typos += any(
+            _one_edit(x, y)
+            for (f1, l1), (f2, l2) in combinations(names, 2)
+            for x, y in ((f1, f2), (l1, l2))
+        )
+        swapped += any(n1 == (n2[1], n2[0]) and n1[0] != n1[1] for n1, n2 in combinations(names, 2))
+        domains = {
+            e.split("@")[1].lower()
+            for e in (_email(f) for f in fields)
+            if e and e.split("@")[1].lower() not in _FREE_DOMAINS
+        }
+        job_changes += len(domains) > 1
+    assert typos > 5 and honorifics > 5 and family_first > 3 and swapped > 5 and job_changes > 5
+
+
+def test_colleagues_share_the_switchboard(ds: SandboxDataset, person_of: dict[str, str]) -> None:
+    by_number: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for key, fields in _person_records(ds).items():
+        phone, email = fields.get("phone", fields.get("Phone")), _email(fields)
+        if not phone or not email:
+            continue
+        digits = re.sub(r"\D", "", unicodedata.normalize("NFKC", phone))
+        by_number[(digits[-8:], email.split("@")[1].lower())].add(person_of[key])
+    shared = [people for people in by_number.values() if len(people) > 1]
+    assert len(shared) > 20

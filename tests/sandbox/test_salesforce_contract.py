@@ -544,6 +544,33 @@ def test_collections_update_partial_success(
     assert created[2]["errors"][0]["statusCode"] == "REQUIRED_FIELD_MISSING"
 
 
+def test_rejected_record_fails_alone(write_org: tuple[SalesforceSandbox, Salesforce]) -> None:
+    sandbox, sf = write_org
+    rejected, neighbour = (r["Id"] for r in sandbox.records("Lead")[:2])
+    sandbox.reject_record_ids[rejected] = "Owner is on leave"  # what fault profiles set
+
+    with pytest.raises(SalesforceMalformedRequest) as refused:
+        sobj(sf, "Lead").update(rejected, {"Title": "x"})
+    assert refused.value.content == [
+        {
+            "message": "Owner is on leave",
+            "errorCode": "FIELD_CUSTOM_VALIDATION_EXCEPTION",
+            "fields": [],
+        }
+    ]
+    assert sobj(sf, "Lead").update(neighbour, {"Title": "x"}) == 204
+    # System validation runs before validation rules: a bad value reports its own error.
+    with pytest.raises(SalesforceMalformedRequest) as picklist:
+        sobj(sf, "Lead").update(rejected, {"LeadSync_Temperature__c": "boiling"})
+    assert error_code(picklist) == "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST"
+    # 18-character ids are accepted in any case (the suffix encodes the case).
+    assert sobj(sf, "Lead").get(neighbour.lower())["Title"] == "x"
+    assert sobj(sf, "Lead").get(rejected)["Title"] is None
+
+    sandbox.reject_record_ids.clear()
+    assert sobj(sf, "Lead").update(rejected, {"Title": "y"}) == 204
+
+
 def test_collections_reject_more_than_200_records(
     write_org: tuple[SalesforceSandbox, Salesforce],
 ) -> None:
