@@ -44,6 +44,19 @@ def _options(*pairs: tuple[str, str]) -> list[dict[str, Any]]:
 _BOOLEAN_OPTIONS = (("true", "Yes"), ("false", "No"))
 
 
+def _custom(prop: dict[str, Any]) -> dict[str, Any]:
+    """A portal's own property: not HubSpot-defined, its definition editable and archivable."""
+    return {
+        **prop,
+        "hubspotDefined": False,
+        "modificationMetadata": {
+            **prop["modificationMetadata"],
+            "archivable": True,
+            "readOnlyDefinition": False,
+        },
+    }
+
+
 def _prop(
     name: str,
     label: str,
@@ -193,6 +206,9 @@ def _contact_properties() -> list[dict[str, Any]]:
         _text("salutation", "Salutation", ci, form_field=True),
         _text("firstname", "First Name", ci, form_field=True),
         _text("lastname", "Last Name", ci, form_field=True),
+        # Furigana, as Japanese portals add them: custom properties (hubspotDefined false).
+        _custom(_text("lastname_kana", "Last name (kana)", ci, form_field=True)),
+        _custom(_text("firstname_kana", "First name (kana)", ci, form_field=True)),
         _text("company", "Company Name", ci, form_field=True),
         _text("jobtitle", "Job Title", ci, form_field=True),
         _text("industry", "Industry", ci, form_field=True),

@@ -83,6 +83,7 @@ class Sandboxes:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.dataset = generate(self.size, self.seed)
         self.dataset.write_truth(self.workdir / "truth.csv")
+        self.dataset.write_outcomes(self.workdir / "outcomes.csv")
 
         self.hubspot = HubSpotSandbox(HUBSPOT_TOKEN, **self.hubspot_options)  # type: ignore[arg-type]
         for object_type, records in self.dataset.hubspot.items():
@@ -157,5 +158,5 @@ class Sandboxes:
         login_url = f"https://{self.salesforce_domain}.salesforce.com/services/oauth2/token"
         lines = [f"export {k}={shlex.quote(v)}" for k, v in self.env().items()]
         lines.append(f"# Salesforce login URL: {login_url}")
-        lines.append(f"# ground truth: {self.workdir}/truth.csv")
+        lines.append(f"# ground truth: {self.workdir}/truth.csv and {self.workdir}/outcomes.csv")
         return "\n".join(lines)
