@@ -61,6 +61,8 @@ from urllib.parse import quote
 
 from werkzeug.http import HTTP_STATUS_CODES
 
+from connectors.sandbox.hubspot_app import rate_limit_body
+
 WsgiEnviron = dict[str, Any]
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[WsgiEnviron, StartResponse], Iterable[bytes]]
@@ -89,7 +91,6 @@ MAX_EXPIRED_IN_A_ROW = 2
 _FAILING = frozenset(FAULT_KINDS) - {"slow"}
 _DEFAULT_SERVER_ERROR = {"hubspot": 503, "salesforce": 503}
 # The TEN_SECONDLY_ROLLING groupName names the private app; same constant as the HubSpot emulator.
-_HUBSPOT_PRIVATE_APP_ID = 2_000_001
 _HUBSPOT_DEFAULT_PORTAL = 1234567
 _DEFAULT_REJECT_REASON = {
     "hubspot": "Record rejected by a validation rule of the portal.",
@@ -742,32 +743,9 @@ class FaultInjector:
         return headers
 
     def _hubspot_limit_body(self, kind: str, search: bool) -> dict[str, Any]:
-        # The emulator's bodies: usage guide (DAILY), hubspot-api-python#117 (TEN_SECONDLY).
-        if kind == "budget_exhausted":
-            return {
-                "status": "error",
-                "message": "You have reached your daily limit.",
-                "errorType": "RATE_LIMIT",
-                "policyName": "DAILY",
-                "requestId": uuid.uuid4().hex,
-            }
-        if search:
-            return {
-                "status": "error",
-                "message": "You have reached your secondly limit.",
-                "errorType": "RATE_LIMIT",
-                "policyName": "SECONDLY",
-                "requestId": uuid.uuid4().hex,
-            }
+        policy = "DAILY" if kind == "budget_exhausted" else "SECONDLY" if search else None
         portal = getattr(self.app, "portal_id", _HUBSPOT_DEFAULT_PORTAL)
-        return {
-            "status": "error",
-            "message": "You have reached your ten_secondly_rolling limit.",
-            "errorType": "RATE_LIMIT",
-            "policyName": "TEN_SECONDLY_ROLLING",
-            "groupName": "publicapi:private_app-api-calls-ten-secondly:"
-            f"{_HUBSPOT_PRIVATE_APP_ID}:{portal}",
-        }
+        return rate_limit_body(policy or "TEN_SECONDLY_ROLLING", portal)
 
     # -- Salesforce
 

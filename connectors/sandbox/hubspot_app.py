@@ -199,6 +199,33 @@ _V4_BATCH_WRITE_MAX = 2_000  # unverified
 _V4_BATCH_ARCHIVE_MAX = 100  # unverified
 _PRIVATE_APP_ID = 2_000_001  # appears in the TEN_SECONDLY_ROLLING groupName
 
+
+def rate_limit_body(policy: str, portal_id: int) -> Json:
+    """HubSpot's 429 body for a policy: TEN_SECONDLY_ROLLING, DAILY or SECONDLY (search).
+
+    Bodies from the usage guide (DAILY) and hubspot-api-python#117 (TEN_SECONDLY_ROLLING); the
+    search body follows the long-standing "secondly" shape (unverified for search). The fault
+    injector uses this too, so an injected 429 cannot drift from the emulator's own.
+    """
+    if policy == "TEN_SECONDLY_ROLLING":
+        return {
+            "status": "error",
+            "message": "You have reached your ten_secondly_rolling limit.",
+            "errorType": "RATE_LIMIT",
+            "policyName": "TEN_SECONDLY_ROLLING",
+            "groupName": "publicapi:private_app-api-calls-ten-secondly:"
+            f"{_PRIVATE_APP_ID}:{portal_id}",
+        }
+    message = {"DAILY": "daily", "SECONDLY": "secondly"}[policy]
+    return {
+        "status": "error",
+        "message": f"You have reached your {message} limit.",
+        "errorType": "RATE_LIMIT",
+        "policyName": policy,
+        "requestId": uuid.uuid4().hex,
+    }
+
+
 _API_ORIGIN = "https://api.hubapi.com"
 _AUTH_MESSAGE = (
     "Authentication credentials not found. This API supports OAuth 2.0 authentication and you "
@@ -1038,32 +1065,7 @@ class HubSpotSandbox:
         return {**headers, "Retry-After": str(self.retry_after)}
 
     def _rate_limit_body(self, policy: str) -> Json:
-        # Bodies from the usage guide (DAILY) and hubspot-api-python#117 (TEN_SECONDLY_ROLLING);
-        # the search body follows the long-standing "secondly" shape (unverified for search).
-        if policy == "TEN_SECONDLY_ROLLING":
-            return {
-                "status": "error",
-                "message": "You have reached your ten_secondly_rolling limit.",
-                "errorType": "RATE_LIMIT",
-                "policyName": "TEN_SECONDLY_ROLLING",
-                "groupName": "publicapi:private_app-api-calls-ten-secondly:"
-                f"{_PRIVATE_APP_ID}:{self.portal_id}",
-            }
-        if policy == "DAILY":
-            return {
-                "status": "error",
-                "message": "You have reached your daily limit.",
-                "errorType": "RATE_LIMIT",
-                "policyName": "DAILY",
-                "requestId": uuid.uuid4().hex,
-            }
-        return {
-            "status": "error",
-            "message": "You have reached your secondly limit.",
-            "errorType": "RATE_LIMIT",
-            "policyName": "SECONDLY",
-            "requestId": uuid.uuid4().hex,
-        }
+        return rate_limit_body(policy, self.portal_id)
 
     # ----------------------------------------------------------------------------------------
     # Shared internals

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import io
-import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -18,15 +17,13 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
-import requests
 from simple_salesforce.api import Salesforce
 from simple_salesforce.bulk2 import Operation, SFBulk2Handler, SFBulk2Type
 from simple_salesforce.exceptions import SalesforceMalformedRequest, SalesforceOperationError
-from werkzeug.serving import make_server
 
 from connectors.sandbox.salesforce_app import SalesforceSandbox
 from connectors.sandbox.salesforce_schema import make_id
-from connectors.sandbox.tls import make_tls
+from tests.sandbox.conftest import connect, serving
 
 CLIENT_ID = "bulk-client"
 CLIENT_SECRET = "bulk-secret"
@@ -39,31 +36,10 @@ WAIT = cast(int, 0.1)
 # Fixtures
 
 
-@pytest.fixture(scope="module")
-def tls(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Path]:
-    return make_tls(tmp_path_factory.mktemp("sf-bulk-tls"))
-
-
 @contextmanager
-def serving(sandbox: SalesforceSandbox, tls: tuple[Any, Path]) -> Iterator[Salesforce]:
-    context, ca_path = tls
-    server = make_server("127.0.0.1", 0, sandbox, threaded=True, ssl_context=context)
-    sandbox.instance_url = f"https://127.0.0.1:{server.server_port}"
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        session = requests.Session()
-        session.verify = str(ca_path)
-        session.trust_env = False  # trip-wire 2
-        yield Salesforce(
-            consumer_key=CLIENT_ID,
-            consumer_secret=CLIENT_SECRET,
-            domain=f"127.0.0.1:{server.server_port}/sf",
-            session=session,
-        )
-    finally:
-        server.shutdown()
-        server.server_close()
+def serving_client(sandbox: SalesforceSandbox, tls: tuple[Any, Path]) -> Iterator[Salesforce]:
+    with serving(sandbox, tls) as port:
+        yield connect(port, tls[1], CLIENT_ID, CLIENT_SECRET)
 
 
 def lead_rows(count: int, pod: str = "8x") -> list[dict[str, Any]]:
@@ -90,7 +66,7 @@ def lead_rows(count: int, pod: str = "8x") -> list[dict[str, Any]]:
 def org(tls: tuple[Any, Path]) -> Iterator[tuple[SalesforceSandbox, Salesforce]]:
     sandbox = SalesforceSandbox(CLIENT_ID, CLIENT_SECRET)
     sandbox.load("Lead", lead_rows(300))
-    with serving(sandbox, tls) as sf:
+    with serving_client(sandbox, tls) as sf:
         yield sandbox, sf
 
 
@@ -351,7 +327,7 @@ def test_job_states_and_failed_job(org: tuple[SalesforceSandbox, Salesforce]) ->
 def test_query_12000_in_three_pages(tls: tuple[Any, Path]) -> None:
     sandbox = SalesforceSandbox(CLIENT_ID, CLIENT_SECRET)
     sandbox.load("Lead", lead_rows(12_000, pod="7y"))
-    with serving(sandbox, tls) as sf:
+    with serving_client(sandbox, tls) as sf:
         soql = "SELECT Id, Name, Owner.Name, SystemModstamp, IsDeleted FROM Lead ORDER BY Id"
         pages = [cast(str, p) for p in bulk_lead(sf).query(soql, max_records=5000, wait=WAIT)]
         assert len(pages) == 3
@@ -447,7 +423,7 @@ def test_reject_record_ids_collections_and_bulk(org: tuple[SalesforceSandbox, Sa
 def test_limits_count_bulk_batches_and_query_jobs(tls: tuple[Any, Path]) -> None:
     sandbox = SalesforceSandbox(CLIENT_ID, CLIENT_SECRET, daily_bulk_query_job_limit=2)
     sandbox.load("Lead", lead_rows(20))
-    with serving(sandbox, tls) as sf:
+    with serving_client(sandbox, tls) as sf:
         limits = sf.limits()
         assert limits["DailyBulkApiBatches"] == {"Max": 15000, "Remaining": 15000}
         assert limits["DailyBulkV2QueryJobs"] == {"Max": 2, "Remaining": 2}

@@ -8,10 +8,8 @@ machines and would otherwise win over ``session.verify``).
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
@@ -26,11 +24,11 @@ from simple_salesforce.exceptions import (
     SalesforceResourceNotFound,
 )
 from simple_salesforce.util import Usage
-from werkzeug.serving import make_server
 
 from connectors.sandbox.salesforce_app import SalesforceSandbox
 from connectors.sandbox.salesforce_schema import make_id
-from connectors.sandbox.tls import make_tls
+from tests.sandbox.conftest import connect as connect_client
+from tests.sandbox.conftest import serving
 
 CLIENT_ID = "contract-client"
 CLIENT_SECRET = "contract-secret"
@@ -43,35 +41,8 @@ OWNER_ID = make_id("005", 9000, pod="9z")
 # Fixtures
 
 
-@pytest.fixture(scope="module")
-def tls(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Path]:
-    return make_tls(tmp_path_factory.mktemp("sf-tls"))
-
-
-@contextmanager
-def serving(sandbox: SalesforceSandbox, tls: tuple[Any, Path]) -> Iterator[int]:
-    context, _ = tls
-    server = make_server("127.0.0.1", 0, sandbox, threaded=True, ssl_context=context)
-    sandbox.instance_url = f"https://127.0.0.1:{server.server_port}"
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield server.server_port
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
 def connect(port: int, ca_path: Path, secret: str = CLIENT_SECRET) -> Salesforce:
-    session = requests.Session()
-    session.verify = str(ca_path)
-    session.trust_env = False
-    return Salesforce(
-        consumer_key=CLIENT_ID,
-        consumer_secret=secret,
-        domain=f"127.0.0.1:{port}/sf",
-        session=session,
-    )
+    return connect_client(port, ca_path, CLIENT_ID, secret)
 
 
 def lead_rows(count: int) -> list[dict[str, Any]]:
