@@ -21,7 +21,7 @@ OBJECTS = ("contacts", "companies", "emails", "calls", "meetings", "notes", "web
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--size", type=int, default=5000)
     args = parser.parse_args()
     definition = load_definition()

@@ -27,7 +27,7 @@ def _peak_rss_mib() -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--contacts", type=int, default=200_000)
     parser.add_argument("--seed", type=int, default=3)
     args = parser.parse_args()
