@@ -904,7 +904,24 @@ def normalize_leads(
         parts.append(mapped.drop("_account_id"))
     if not parts:
         return empty_frame(CANONICAL_LEAD_SCHEMA)
-    return _finish_leads(pl.concat(parts, how="diagonal_relaxed"))
+    return _merged_away_are_deleted(_finish_leads(pl.concat(parts, how="diagonal_relaxed")))
+
+
+def _merged_away_are_deleted(leads: pl.DataFrame) -> pl.DataFrame:
+    """A HubSpot contact merged into another vanishes from HubSpot without being archived; only the
+    survivor's `hs_merged_object_ids` tells. A stored copy of it must not stay alive as a lead."""
+    merged_away = (
+        leads.filter((pl.col("source_system") == HUBSPOT) & ~pl.col("is_deleted"))
+        .select(pl.col("linked_record_ids").explode().alias("record_id"))
+        .filter(pl.col("record_id").str.starts_with("hubspot:contacts:"))
+        .unique()
+    )
+    if merged_away.is_empty():
+        return leads
+    return leads.with_columns(
+        (pl.col("is_deleted") | pl.col("record_id").is_in(merged_away["record_id"].implode()))
+        .alias("is_deleted")
+    )
 
 
 # --------------------------------------------------------------------------------------------

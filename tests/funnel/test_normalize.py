@@ -717,3 +717,19 @@ def test_normalize_outcomes_through_contact_roles_and_converted_leads() -> None:
 def test_normalize_outcomes_empty() -> None:
     out = normalize_outcomes({"salesforce:Lead": _frame([{"Id": "00Q1"}])})
     assert out.height == 0 and out.schema == pl.Schema(OUTCOME_SCHEMA)
+
+
+def test_a_contact_merged_into_another_is_deleted_not_alive() -> None:
+    contacts = pl.DataFrame(
+        {
+            "id": ["1001", "1002", "1003"],
+            "email": ["a@example.com", "b@example.com", "c@example.com"],
+            "lastname": ["A", "B", "C"],
+            "createdate": ["2026-01-01T00:00:00.000Z"] * 3,
+            # 1001 survived a merge with 1002 (which HubSpot no longer returns, but we stored it).
+            "hs_merged_object_ids": ["1002", None, None],
+        }
+    )
+    leads = normalize_leads({"hubspot:contacts": contacts}, DEFAULT_LEAD_MAPPINGS)
+    deleted = dict(zip(leads["source_id"], leads["is_deleted"], strict=True))
+    assert deleted == {"1001": False, "1002": True, "1003": False}
