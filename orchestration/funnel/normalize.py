@@ -919,8 +919,9 @@ def _merged_away_are_deleted(leads: pl.DataFrame) -> pl.DataFrame:
     if merged_away.is_empty():
         return leads
     return leads.with_columns(
-        (pl.col("is_deleted") | pl.col("record_id").is_in(merged_away["record_id"].implode()))
-        .alias("is_deleted")
+        (
+            pl.col("is_deleted") | pl.col("record_id").is_in(merged_away["record_id"].implode())
+        ).alias("is_deleted")
     )
 
 
