@@ -123,8 +123,20 @@ class HubSpotConnector:
                         r["contact_ids"] = contacts.get(r["id"], [])
                 yield page
 
+    def pull_archived(
+        self, object_type: str, properties: Sequence[str]
+    ) -> Iterator[list[dict[str, Any]]]:
+        """Yield pages of archived (deleted) records. Search never returns them, so an incremental
+        pull cannot see a delete: this listing is how a deleted record stops being alive."""
+        yield from self._list_all(object_type, properties, False, archived=True)
+
     def _list_all(
-        self, object_type: str, properties: Sequence[str], with_contacts: bool
+        self,
+        object_type: str,
+        properties: Sequence[str],
+        with_contacts: bool,
+        *,
+        archived: bool = False,
     ) -> Iterator[list[dict[str, Any]]]:
         after: str | None = None
         while True:
@@ -132,7 +144,7 @@ class HubSpotConnector:
                 "limit": c.LIST_PAGE_SIZE,
                 # a str would be split into characters (trip-wire 9)
                 "properties": list(properties),
-                "archived": False,
+                "archived": archived,
             }
             if with_contacts:
                 kwargs["associations"] = ["contacts"]
@@ -259,8 +271,10 @@ class HubSpotConnector:
     def _flatten(obj: Any) -> dict[str, Any]:
         record: dict[str, Any] = {"id": str(obj.id)}
         record.update(obj.properties or {})
+        archived = bool(getattr(obj, "archived", False))
+        record["archived"] = "true" if archived else "false"
         record["_modified_at"] = obj.updated_at
-        record["_deleted"] = bool(getattr(obj, "archived", False))
+        record["_deleted"] = archived
         return record
 
     # ---- properties ------------------------------------------------------------------------

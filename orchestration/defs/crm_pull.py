@@ -90,6 +90,10 @@ def salesforce_fields(sobject: str, definition: LeadDefinition) -> list[str]:
     return list(dict.fromkeys([*mapped, *SALESFORCE_FIELDS.get(sobject, ()), *own]))
 
 
+# Objects whose archived records are listed on every run: search never shows a delete, and a
+# deleted contact must not stay a live lead.
+ARCHIVE_CHECKED = frozenset({"contacts"})
+
 # Stamps every write moves, ours included (see StateStore.upsert_source_records).
 STAMP_FIELDS = frozenset(
     {
@@ -143,6 +147,7 @@ def _pull_hubspot(
     connector, store = hubspot.connector(), state_store.store()
     definition = lead_definition.definition()
     pulled: dict[str, int] = {}
+    deleted: dict[str, int] = {}
     echoes = 0
     for object_type in object_types:
         since = None if settings.full else store.get_cursor("hubspot", object_type)
@@ -156,12 +161,20 @@ def _pull_hubspot(
             store, "hubspot", object_type, pages, definition
         )
         echoes += echo
+        if object_type in ARCHIVE_CHECKED:
+            archived = connector.pull_archived(
+                object_type, hubspot_properties(object_type, definition)
+            )
+            deleted[object_type], _, _ = _store_pages(
+                store, "hubspot", object_type, archived, definition
+            )
         store.set_cursor("hubspot", object_type, high_water)
         context.log.info(f"hubspot {object_type}: {pulled[object_type]} records since {since}")
     return dg.MaterializeResult(
         metadata={
             "records_pulled": sum(pulled.values()),
             "records_by_object": pulled,
+            "archived_seen": deleted,
             "echoes_of_our_writes": echoes,
             "api_calls": hubspot.calls_since_last_report(),
         }

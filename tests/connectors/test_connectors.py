@@ -4,6 +4,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import requests
 
 from connectors.hubspot import HubSpotConnector
 from connectors.salesforce import SalesforceConfigError, SalesforceConnector
@@ -147,3 +148,20 @@ def test_salesforce_values_are_escaped_in_soql(salesforce: SalesforceConnector) 
     # A quote in data cannot end the string literal and widen the query.
     hostile = "x' OR Email != '"
     assert salesforce.query_ids("Lead", "Email", [hostile]) == []
+
+
+def test_hubspot_archived_contacts_are_listed_as_deleted(
+    box: Sandboxes, hubspot: HubSpotConnector
+) -> None:
+    victim = box.dataset.hubspot["contacts"][-1]["id"]
+    response = requests.delete(
+        f"{box.hubspot_url}/crm/v3/objects/contacts/{victim}",
+        headers={"Authorization": f"Bearer {box.env()['HUBSPOT_ACCESS_TOKEN']}"},
+        timeout=10,
+    )
+    assert response.status_code == 204
+    archived = _flatten(hubspot.pull_archived("contacts", ["email"]))
+    assert [r["id"] for r in archived] == [victim]
+    assert archived[0]["archived"] == "true" and archived[0]["_deleted"] is True
+    live = _flatten(hubspot.pull("contacts", ["email"], None))
+    assert victim not in {r["id"] for r in live}
