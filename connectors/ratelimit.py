@@ -53,3 +53,42 @@ class CallCounter:
     def snapshot(self) -> dict[str, int]:
         with self._lock:
             return dict(self.counts)
+
+
+class BudgetExhausted(RuntimeError):
+    """The daily API budget is down to its reserve: stop cleanly and resume on a later run."""
+
+
+@dataclass
+class DailyBudget:
+    """A CRM's daily request budget as its response headers report it, with a reserve kept back
+    for other integrations of the same account (the budget is shared org- or portal-wide)."""
+
+    system: str
+    reserve_fraction: float = 0.05
+    used: int | None = None
+    limit: int | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def update(self, used: int, limit: int) -> None:
+        with self._lock:
+            self.used, self.limit = used, limit
+
+    @property
+    def remaining(self) -> int | None:
+        if self.used is None or self.limit is None:
+            return None
+        return self.limit - self.used
+
+    def check(self) -> None:
+        """Raise BudgetExhausted when what is left is within the reserve."""
+        remaining, limit = self.remaining, self.limit
+        if (
+            remaining is not None
+            and limit is not None
+            and remaining <= limit * self.reserve_fraction
+        ):
+            raise BudgetExhausted(
+                f"{self.system} daily API budget: {remaining} of {limit} requests left, "
+                f"within the {self.reserve_fraction:.0%} reserve; stopping until it refills"
+            )

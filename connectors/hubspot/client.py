@@ -7,7 +7,6 @@ also carry `contact_ids`.
 
 import logging
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -27,20 +26,14 @@ from hubspot.crm.properties import OptionInput, PropertyCreate, PropertyGroupCre
 from urllib3.util.retry import Retry
 
 from connectors.hubspot import constants as c
-from connectors.ratelimit import CallCounter, SlidingWindowLimiter
+from connectors.outcome import WriteOutcome
+from connectors.ratelimit import BudgetExhausted, CallCounter, DailyBudget, SlidingWindowLimiter
 
 log = logging.getLogger(__name__)
 
 
 class HubSpotError(RuntimeError):
     """A HubSpot call failed in a way retries cannot fix."""
-
-
-@dataclass(frozen=True)
-class WriteOutcome:
-    record_id: str
-    ok: bool
-    error: str | None = None
 
 
 def _status(exc: Exception) -> int | None:
@@ -65,6 +58,7 @@ class HubSpotConnector:
         *,
         burst_limit: tuple[int, float] | None = c.BURST_LIMIT,
         search_limit: tuple[int, float] | None = c.SEARCH_LIMIT,
+        reserve_fraction: float = c.BUDGET_RESERVE,
     ) -> None:
         """`burst_limit` / `search_limit` are (calls, seconds); None paces nothing (a sandbox
         with its limits off)."""
@@ -91,14 +85,31 @@ class HubSpotConnector:
         self._burst = SlidingWindowLimiter(*burst_limit) if burst_limit else None
         self._search_limit = SlidingWindowLimiter(*search_limit) if search_limit else None
         self.calls = CallCounter()
+        self.budget = DailyBudget("hubspot", reserve_fraction=reserve_fraction)
 
     def _call(self, family: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        self.budget.check()
         limiter = self._search_limit if family == "search" else self._burst
         if limiter is not None:
             limiter.acquire()
         self.calls.add(family)
         # The client sets no timeout of its own: a stalled connection would hang the run forever.
-        return fn(*args, _request_timeout=c.REQUEST_TIMEOUT, **kwargs)
+        result = fn(*args, _request_timeout=c.REQUEST_TIMEOUT, **kwargs)
+        self._read_budget(fn)
+        return result
+
+    def _read_budget(self, fn: Any) -> None:
+        # The daily headers come on non-search responses of private-app calls (not for OAuth
+        # apps, and never on search): read them from the API object's last response.
+        response = getattr(
+            getattr(getattr(fn, "__self__", None), "api_client", None), "last_response", None
+        )
+        if response is None:
+            return
+        limit = response.getheader("X-HubSpot-RateLimit-Daily")
+        remaining = response.getheader("X-HubSpot-RateLimit-Daily-Remaining")
+        if limit and remaining and limit.isdigit() and remaining.isdigit():
+            self.budget.update(int(limit) - int(remaining), int(limit))
 
     # ---- pull ------------------------------------------------------------------------------
 
@@ -320,10 +331,15 @@ class HubSpotConnector:
     def batch_update(
         self, object_type: str, updates: Sequence[tuple[str, Mapping[str, str]]]
     ) -> list[WriteOutcome]:
-        """Update records in batches of 100; one bad record never fails its neighbours."""
+        """Update records in batches of 100; one bad record never fails its neighbours. Stops
+        before the daily budget's reserve; only attempted records get an outcome."""
         outcomes: list[WriteOutcome] = []
         for i in range(0, len(updates), c.BATCH_SIZE):
-            outcomes.extend(self._update_chunk(object_type, updates[i : i + c.BATCH_SIZE]))
+            try:
+                outcomes.extend(self._update_chunk(object_type, updates[i : i + c.BATCH_SIZE]))
+            except BudgetExhausted:
+                # Records not attempted get no outcome: they stay in the plan for the next run.
+                break
         return outcomes
 
     def _update_chunk(

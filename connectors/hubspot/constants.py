@@ -13,6 +13,9 @@ ASSOCIATION_BATCH_SIZE = 100  # v4 association batch read; HubSpot's documented 
 BURST_LIMIT = (170, 10.0)
 SEARCH_LIMIT = (4, 1.0)
 
+# Share of the portal's daily budget left untouched for its other integrations.
+BUDGET_RESERVE = 0.05
+
 REQUEST_TIMEOUT = (10.0, 60.0)  # (connect, read) seconds; urllib3 retries a timed-out call
 
 # Search results lag writes by "a few moments": incremental windows start this far before the

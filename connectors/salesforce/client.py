@@ -6,7 +6,6 @@ every selected field, `id`, `_modified_at` (tz-aware datetime) and `_deleted`.
 
 import logging
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,7 +17,8 @@ from simple_salesforce.exceptions import SalesforceError
 from simple_salesforce.format import format_soql
 from urllib3.util.retry import Retry
 
-from connectors.ratelimit import CallCounter
+from connectors.outcome import WriteOutcome
+from connectors.ratelimit import BudgetExhausted, CallCounter, DailyBudget
 from connectors.salesforce import constants as c
 
 log = logging.getLogger(__name__)
@@ -26,13 +26,6 @@ log = logging.getLogger(__name__)
 
 class SalesforceConfigError(RuntimeError):
     """The org is missing something leadsync needs (named in the message)."""
-
-
-@dataclass(frozen=True)
-class WriteOutcome:
-    record_id: str
-    ok: bool
-    error: str | None = None
 
 
 def parse_sf_datetime(value: str | None) -> datetime | None:
@@ -60,8 +53,10 @@ class SalesforceConnector:
         security_token: str = "",
         ca_bundle: str = "",
         api_version: str = c.API_VERSION,
+        reserve_fraction: float = c.BUDGET_RESERVE,
     ) -> None:
         self.calls = CallCounter()
+        self.budget = DailyBudget("salesforce", reserve_fraction=reserve_fraction)
         session = requests.Session()
         if ca_bundle:
             # REQUESTS_CA_BUNDLE in the environment silently beats session.verify unless the
@@ -102,6 +97,14 @@ class SalesforceConnector:
         path = response.request.path_url if response.request else ""
         family = next((f for key, f in c.CALL_FAMILIES if key in path), "other")
         self.calls.add(family)
+        # Every REST response reports the org's rolling 24-hour usage: "api-usage=18/15000".
+        info = response.headers.get("Sforce-Limit-Info", "")
+        for part in info.split(","):
+            name, _, value = part.strip().partition("=")
+            if name == "api-usage" and "/" in value:
+                used, limit = value.split("/", 1)
+                if used.isdigit() and limit.isdigit():
+                    self.budget.update(int(used), int(limit))
 
     # ---- metadata --------------------------------------------------------------------------
 
@@ -131,11 +134,13 @@ class SalesforceConnector:
             start = since - timedelta(seconds=c.PULL_OVERLAP_S)
             soql += f" WHERE SystemModstamp >= {soql_datetime(start)}"
         soql += " ORDER BY SystemModstamp ASC"
+        self.budget.check()
         result = self._sf.query(soql, include_deleted=True)
         while True:
             yield [self._flatten(r) for r in result["records"]]
             if result.get("done", True):
                 return
+            self.budget.check()
             result = self._sf.query_more(result["nextRecordsUrl"], identifier_is_url=True)
 
     @staticmethod
@@ -160,7 +165,8 @@ class SalesforceConnector:
     def update(
         self, sobject: str, updates: Sequence[tuple[str, Mapping[str, str]]]
     ) -> list[WriteOutcome]:
-        """Update records through sObject Collections, 200 per call, allOrNone=false."""
+        """Update records through sObject Collections, 200 per call, allOrNone=false. Stops before
+        the daily budget's reserve; only attempted records get an outcome."""
         fields = self.fields(sobject)
         missing = sorted({f for _, values in updates for f in values if f not in fields})
         if missing:
@@ -179,6 +185,10 @@ class SalesforceConnector:
                 }
                 for rid, values in chunk
             ]
+            try:
+                self.budget.check()
+            except BudgetExhausted:
+                break  # records not attempted get no outcome and stay planned for the next run
             try:
                 results = self._sf.restful(
                     "composite/sobjects",

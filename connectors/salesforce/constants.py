@@ -4,6 +4,8 @@ API_VERSION = "59.0"
 
 REQUEST_TIMEOUT = (10.0, 120.0)  # (connect, read) seconds
 RETRIES = 5
+# Share of the org's daily API budget left untouched for its other integrations.
+BUDGET_RESERVE = 0.05
 BACKOFF_S = 0.5
 
 COLLECTION_SIZE = 200  # sObject Collections take at most 200 records per call

@@ -6,6 +6,7 @@ from typing import Any
 
 import dagster as dg
 
+from connectors.ratelimit import BudgetExhausted
 from orchestration.defs.resources import (
     HubSpotResource,
     LeadDefinitionResource,
@@ -112,26 +113,30 @@ def _store_pages(
     obj: str,
     pages: Iterable[list[dict[str, Any]]],
     definition: LeadDefinition,
-) -> tuple[int, int, datetime | None]:
-    """Store every page; returns (records, echoes of our own writes, high-water mark)."""
+) -> tuple[int, int, datetime | None, bool]:
+    """Store every page; returns (records, echoes of our writes, high-water mark, stopped early
+    because the daily budget reached its reserve)."""
     pulled_at = datetime.now(UTC)
     echo_fields = frozenset(definition.writeback_fields(system))
     count, echoes, high_water = 0, 0, None
-    for page in pages:
-        echoes += store.upsert_source_records(
-            system,
-            obj,
-            page,
-            pulled_at=pulled_at,
-            echo_fields=echo_fields,
-            stamp_fields=STAMP_FIELDS,
-        )
-        count += len(page)
-        for record in page:
-            modified = record.get("_modified_at")
-            if modified is not None and (high_water is None or modified > high_water):
-                high_water = modified
-    return count, echoes, high_water
+    try:
+        for page in pages:
+            echoes += store.upsert_source_records(
+                system,
+                obj,
+                page,
+                pulled_at=pulled_at,
+                echo_fields=echo_fields,
+                stamp_fields=STAMP_FIELDS,
+            )
+            count += len(page)
+            for record in page:
+                modified = record.get("_modified_at")
+                if modified is not None and (high_water is None or modified > high_water):
+                    high_water = modified
+    except BudgetExhausted:
+        return count, echoes, high_water, True
+    return count, echoes, high_water, False
 
 
 def _pull_hubspot(
@@ -149,6 +154,7 @@ def _pull_hubspot(
     pulled: dict[str, int] = {}
     deleted: dict[str, int] = {}
     echoes = 0
+    stopped = False
     for object_type in object_types:
         since = None if settings.full else store.get_cursor("hubspot", object_type)
         pages = connector.pull(
@@ -157,24 +163,34 @@ def _pull_hubspot(
             since,
             with_contacts=with_contacts,
         )
-        pulled[object_type], echo, high_water = _store_pages(
+        pulled[object_type], echo, high_water, stopped = _store_pages(
             store, "hubspot", object_type, pages, definition
         )
         echoes += echo
+        if stopped:
+            # An incremental pull runs oldest change first, so what was stored is a safe place to
+            # resume from; a first load lists by id and must start over.
+            if since is not None:
+                store.set_cursor("hubspot", object_type, high_water)
+            context.log.warning(f"hubspot {object_type}: stopped for the daily budget")
+            break
         if object_type in ARCHIVE_CHECKED:
             archived = connector.pull_archived(
                 object_type, hubspot_properties(object_type, definition)
             )
-            deleted[object_type], _, _ = _store_pages(
+            deleted[object_type], _, _, stopped = _store_pages(
                 store, "hubspot", object_type, archived, definition
             )
         store.set_cursor("hubspot", object_type, high_water)
+        if stopped:
+            break
         context.log.info(f"hubspot {object_type}: {pulled[object_type]} records since {since}")
     return dg.MaterializeResult(
         metadata={
             "records_pulled": sum(pulled.values()),
             "records_by_object": pulled,
             "archived_seen": deleted,
+            "stopped_for_budget": stopped,
             "echoes_of_our_writes": echoes,
             "api_calls": hubspot.calls_since_last_report(),
         }
@@ -193,22 +209,29 @@ def _pull_salesforce(
     definition = lead_definition.definition()
     pulled: dict[str, int] = {}
     echoes = 0
+    stopped = False
     for sobject in sobjects:
         since = None if settings.full else store.get_cursor("salesforce", sobject)
         pages: Iterator[list[dict[str, Any]]] = connector.pull(
             sobject, salesforce_fields(sobject, definition), since
         )
-        pulled[sobject], echo, high_water = _store_pages(
+        pulled[sobject], echo, high_water, stopped = _store_pages(
             store, "salesforce", sobject, pages, definition
         )
         echoes += echo
+        # SOQL pulls run oldest SystemModstamp first: even a pull stopped for the budget leaves a
+        # cursor the next run can resume from.
         store.set_cursor("salesforce", sobject, high_water)
+        if stopped:
+            context.log.warning(f"salesforce {sobject}: stopped for the daily budget")
+            break
         context.log.info(f"salesforce {sobject}: {pulled[sobject]} records since {since}")
     return dg.MaterializeResult(
         metadata={
             "records_pulled": sum(pulled.values()),
             "records_by_object": pulled,
             "echoes_of_our_writes": echoes,
+            "stopped_for_budget": stopped,
             "api_calls": salesforce.calls_since_last_report(),
         }
     )

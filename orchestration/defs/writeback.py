@@ -9,6 +9,7 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
+from connectors.outcome import WriteOutcome
 from orchestration.defs import frames
 from orchestration.defs.leads import raw_frames
 from orchestration.defs.resources import (
@@ -112,13 +113,16 @@ def _record_outcomes(
     store: StateStore,
     system: str,
     plan: pl.DataFrame,
-    failed: dict[str, str],
+    outcomes: Sequence[WriteOutcome],
     run_id: str,
-) -> tuple[int, int]:
-    """Ledger every written field; keep every refused record with the CRM's reason."""
+) -> dict[str, int]:
+    """Ledger every written field; keep every refused record with the CRM's reason. A planned
+    record without an outcome was not attempted (the budget ran low): it stays planned."""
     now = datetime.now(UTC)
     rows = plan.filter(pl.col("system") == system)
-    ok = rows.filter(~pl.col("source_id").is_in(list(failed)))
+    succeeded = [o.record_id for o in outcomes if o.ok]
+    failed = {o.record_id: o.error or "" for o in outcomes if not o.ok}
+    ok = rows.filter(pl.col("source_id").is_in(succeeded))
     store.upsert(
         tables.writeback_ledger,
         [
@@ -150,7 +154,13 @@ def _record_outcomes(
             for r in rejected.iter_rows(named=True)
         ],
     )
-    return len(ok), rejected["record_id"].n_unique()
+    planned_records = rows["source_id"].n_unique()
+    return {
+        "fields_written": len(ok),
+        "records_written": len(set(succeeded)),
+        "rejected_records": len(failed),
+        "not_attempted_records": planned_records - len(set(succeeded)) - len(failed),
+    }
 
 
 def _run_id(context: dg.AssetExecutionContext) -> str:
@@ -179,24 +189,16 @@ def hubspot_writeback(
         return _dry_run_result(updates)
     connector = hubspot.connector()
     created: list[str] = []
-    failed: dict[str, str] = {}
+    outcomes: list[WriteOutcome] = []
     for object_type, batch in updates.items():
         created += connector.ensure_properties(
             object_type, lead_definition.definition().hubspot_property_definitions()
         )
-        failed.update(
-            {
-                o.record_id: o.error or ""
-                for o in connector.batch_update(object_type, batch)
-                if not o.ok
-            }
-        )
-    written, rejected = _record_outcomes(store, "hubspot", plan, failed, _run_id(context))
+        outcomes += connector.batch_update(object_type, batch)
+    counts = _record_outcomes(store, "hubspot", plan, outcomes, _run_id(context))
     return dg.MaterializeResult(
         metadata={
-            "fields_written": written,
-            "records_written": sum(len(b) for b in updates.values()) - rejected,
-            "rejected_records": rejected,
+            **counts,
             "properties_created": created,
             "api_calls": hubspot.calls_since_last_report(),
         }
@@ -223,16 +225,13 @@ def salesforce_writeback(
     if settings.dry_run:
         return _dry_run_result(updates)
     connector = salesforce.connector()
-    failed: dict[str, str] = {}
+    outcomes: list[WriteOutcome] = []
     for sobject, batch in updates.items():
-        outcomes = connector.update(sobject, batch)
-        failed.update({o.record_id: o.error or "" for o in outcomes if not o.ok})
-    written, rejected = _record_outcomes(store, "salesforce", plan, failed, _run_id(context))
+        outcomes += connector.update(sobject, batch)
+    counts = _record_outcomes(store, "salesforce", plan, outcomes, _run_id(context))
     return dg.MaterializeResult(
         metadata={
-            "fields_written": written,
-            "records_written": sum(len(b) for b in updates.values()) - rejected,
-            "rejected_records": rejected,
+            **counts,
             "api_calls": salesforce.calls_since_last_report(),
         }
     )

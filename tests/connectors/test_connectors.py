@@ -165,3 +165,28 @@ def test_hubspot_archived_contacts_are_listed_as_deleted(
     assert archived[0]["archived"] == "true" and archived[0]["_deleted"] is True
     live = _flatten(hubspot.pull("contacts", ["email"], None))
     assert victim not in {r["id"] for r in live}
+
+
+def test_salesforce_writes_stop_cleanly_at_the_budget_reserve() -> None:
+    with Sandboxes(size=1200, seed=8, salesforce_options={"daily_api_limit": 100}) as sandboxes:
+        env = sandboxes.env()
+        # A 90% reserve of a 100-request budget: the connector may spend about 10 requests.
+        connector = SalesforceConnector(
+            env["SALESFORCE_DOMAIN"],
+            client_id=env["SALESFORCE_CLIENT_ID"],
+            client_secret=env["SALESFORCE_CLIENT_SECRET"],
+            ca_bundle=env["LEADSYNC_CA_BUNDLE"],
+            reserve_fraction=0.9,
+        )
+        leads = sandboxes.salesforce.records("Lead")
+        open_ids = [r["Id"] for r in leads if not r.get("IsConverted")][:200]
+        assert len(open_ids) == 200
+        updates = [(rid, {"LeadSync_Stage__c": "MAL"}) for rid in open_ids] * 20
+        outcomes = connector.update("Lead", updates)
+        # Whole collections calls only, every attempted record written, the rest left planned.
+        assert 0 < len(outcomes) < len(updates)
+        assert len(outcomes) % 200 == 0 and all(o.ok for o in outcomes)
+        remaining = connector.budget.remaining
+        assert remaining is not None and remaining <= 90
+        # Stopped before the CRM ever had to refuse a request.
+        assert 403 not in sandboxes.salesforce_faults.counts_by_status()
