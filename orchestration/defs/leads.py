@@ -2,6 +2,7 @@
 
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 
 import dagster as dg
 import polars as pl
@@ -175,6 +176,11 @@ def leads_stages(
     """Each unified lead's lifecycle stage; every transition appended to the stage ledger."""
     store = state_store.store()
     definition = lead_definition.definition()
+    run_id = context.run_id if context.run else str(uuid.uuid4())
+    # Every version of the definition is kept with the runs that staged leads by it.
+    store.record_definition(
+        definition.version, Path(lead_definition.definition_path).read_text("utf-8"), run_id
+    )
     unified = frames.read(store, "unified_leads")
     scores = frames.read(store, "scores")
     previous = frames.read(store, "stages")
@@ -182,7 +188,6 @@ def leads_stages(
         unified, scores, previous if len(previous) else None, definition, now=datetime.now(UTC)
     )
     frames.write(store, "stages", current)
-    run_id = context.run_id if context.run else str(uuid.uuid4())
     store.append(tables.stage_ledger, [{**row, "run_id": run_id} for row in ledger.to_dicts()])
     counts = current.group_by("stage").len()
     order = {s: i for i, s in enumerate(stages.STAGE_ORDER)}

@@ -4,9 +4,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from connectors.sandbox.server import Sandboxes
+from orchestration.funnel.definition import load_definition
 from orchestration.runner import SyncSummary, run_sync
+from orchestration.store import StateStore, tables
 
 pytestmark = pytest.mark.e2e
 
@@ -21,14 +24,18 @@ def sandboxes() -> Iterator[Sandboxes]:
 
 
 @pytest.fixture(scope="module")
+def db_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return f"sqlite:///{Path(tmp_path_factory.mktemp('state')) / 'state.db'}"
+
+
+@pytest.fixture(scope="module")
 def runs(
-    sandboxes: Sandboxes, tmp_path_factory: pytest.TempPathFactory
+    sandboxes: Sandboxes, db_url: str
 ) -> Iterator[tuple[SyncSummary, SyncSummary, SyncSummary]]:
-    db = Path(tmp_path_factory.mktemp("state")) / "state.db"
     with pytest.MonkeyPatch.context() as mp:
         for key, value in sandboxes.env().items():
             mp.setenv(key, value)
-        mp.setenv("LEADSYNC_DB_URL", f"sqlite:///{db}")
+        mp.setenv("LEADSYNC_DB_URL", db_url)
         mp.setenv("LEADSYNC_WRITE_MODE", "live")
         dry = run_sync(dry_run=True)
         first = run_sync()
@@ -100,3 +107,13 @@ def test_second_run_writes_nothing(sandboxes: Sandboxes, runs: tuple[SyncSummary
     contacts = len(sandboxes.dataset.hubspot["contacts"])
     assert contacts <= second.records_pulled["hubspot"] < full.records_pulled["hubspot"]
     assert second.records_pulled["salesforce"] < full.records_pulled["salesforce"]
+
+
+def test_the_definition_version_is_recorded_with_the_runs(
+    runs: tuple[SyncSummary, ...], db_url: str
+) -> None:
+    with StateStore(db_url).engine.connect() as conn:
+        versions = conn.execute(sa.select(tables.definition_versions.c.version)).scalars().all()
+        used_by = conn.execute(sa.select(tables.definition_runs.c.version)).scalars().all()
+    assert versions == [load_definition().version]
+    assert used_by == versions * len(runs)
