@@ -116,4 +116,4 @@ def test_the_definition_version_is_recorded_with_the_runs(
         versions = conn.execute(sa.select(tables.definition_versions.c.version)).scalars().all()
         used_by = conn.execute(sa.select(tables.definition_runs.c.version)).scalars().all()
     assert versions == [load_definition().version]
-    assert used_by == versions * len(runs)
+    assert list(used_by) == list(versions) * len(runs)
