@@ -20,6 +20,8 @@ app = typer.Typer(
 )
 sandbox_app = typer.Typer(help="The local HubSpot and Salesforce emulators.", no_args_is_help=True)
 app.add_typer(sandbox_app, name="sandbox")
+definition_app = typer.Typer(help="The shared lead definition.", no_args_is_help=True)
+app.add_typer(definition_app, name="definition")
 
 console = Console()
 
@@ -143,6 +145,25 @@ def plan(as_json: JsonOpt = False) -> None:
         print(json.dumps(summary.to_dict(), ensure_ascii=False))
     else:
         _print_summary("leadsync plan (dry run)", summary)
+
+
+@definition_app.command("validate")
+def definition_validate(
+    path: Annotated[
+        Path | None, typer.Argument(help="Definition file (default lead_definition/global.yaml).")
+    ] = None,
+) -> None:
+    """Check a lead definition; print every problem with its file, line and key."""
+    from orchestration.funnel.definition import DEFAULT_PATH, DefinitionError, load_definition
+
+    try:
+        definition = load_definition(path or DEFAULT_PATH)
+    except DefinitionError as exc:
+        for problem in exc.problems:
+            console.print(f"[red]{problem}[/]", highlight=False, soft_wrap=True)
+        console.print(f"{len(exc.problems)} problem(s)")
+        raise typer.Exit(1) from exc
+    console.print(f"ok: {definition.source_path} (version {definition.version})", highlight=False)
 
 
 if __name__ == "__main__":

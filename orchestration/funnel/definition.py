@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -43,8 +44,28 @@ WRITEBACK_COLUMNS: tuple[str, ...] = (
 )
 
 
+@dataclass(frozen=True)
+class DefinitionProblem:
+    """One thing wrong with a definition file, where a person can find it."""
+
+    path: str
+    line: int | None  # 1-based; None when the problem has no single place in the file
+    key: str  # dotted path of the key, e.g. "scoring.thresholds.mql_score_min"
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.path}:{self.line}" if self.line is not None else self.path
+        return f"{where}: {self.key}: {self.message}"
+
+
 class DefinitionError(ValueError):
     """The definition file is missing, unparsable or invalid; the message names file and key."""
+
+    def __init__(self, problems: list[DefinitionProblem] | str) -> None:
+        if isinstance(problems, str):
+            problems = [DefinitionProblem("<definition>", None, "<root>", problems)]
+        self.problems = problems
+        super().__init__("; ".join(str(p) for p in problems))
 
 
 class _Strict(BaseModel):
@@ -439,23 +460,60 @@ def _format_loc(loc: tuple[int | str, ...]) -> str:
 
 
 def parse_definition(raw: bytes, *, source: str = "<memory>") -> LeadDefinition:
-    """Validate definition YAML bytes; `source` names the file in error messages."""
+    """Validate definition YAML bytes; `source` names the file in error messages, and every
+    problem carries the line of the key it is about."""
     try:
+        root = yaml.compose(raw)
         data = yaml.safe_load(raw)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else None
+        problem = DefinitionProblem(source, line, "<root>", f"not valid YAML: {exc.problem}")
+        raise DefinitionError([problem]) from exc
     except yaml.YAMLError as exc:
-        raise DefinitionError(f"{source}: not valid YAML: {exc}") from exc
+        raise DefinitionError([DefinitionProblem(source, None, "<root>", str(exc))]) from exc
     if not isinstance(data, dict):
-        raise DefinitionError(f"{source}: <root>: expected a mapping at the top level")
+        problem = DefinitionProblem(source, 1, "<root>", "expected a mapping at the top level")
+        raise DefinitionError([problem])
     for reserved in ("version", "source_path"):
         if reserved in data:
-            raise DefinitionError(f"{source}: {reserved}: set by the loader, not by the file")
+            line = _line_of(root, (reserved,))
+            problem = DefinitionProblem(
+                source, line, reserved, "set by the loader, not by the file"
+            )
+            raise DefinitionError([problem])
     try:
         definition = LeadDefinition.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(f"{_format_loc(e['loc'])}: {e['msg']}" for e in exc.errors())
-        raise DefinitionError(f"{source}: {problems}") from exc
+        problems = [
+            DefinitionProblem(source, _line_of(root, e["loc"]), _format_loc(e["loc"]), e["msg"])
+            for e in exc.errors()
+        ]
+        raise DefinitionError(problems) from exc
     version = hashlib.sha256(raw).hexdigest()[:12]
     return definition.model_copy(update={"version": version, "source_path": source})
+
+
+def _line_of(root: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
+    """1-based line of the deepest YAML node on `loc` (a pydantic error location)."""
+    node, line = root, (root.start_mark.line + 1 if root is not None else None)
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            match = next((v for k, v in node.value if str(k.value) == str(part)), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            match = node.value[part] if 0 <= part < len(node.value) else None
+        else:
+            match = None
+        if match is None:
+            break
+        if isinstance(node, yaml.MappingNode):
+            # Point at the key itself, which is where a person looks for it.
+            key_node = next(k for k, v in node.value if v is match)
+            line = key_node.start_mark.line + 1
+        else:
+            line = match.start_mark.line + 1
+        node = match
+    return line
 
 
 def load_definition(path: Path = DEFAULT_PATH) -> LeadDefinition:
@@ -463,5 +521,6 @@ def load_definition(path: Path = DEFAULT_PATH) -> LeadDefinition:
     try:
         raw = Path(path).read_bytes()
     except OSError as exc:
-        raise DefinitionError(f"{path}: cannot read: {exc}") from exc
+        problem = DefinitionProblem(str(path), None, "<file>", f"cannot read: {exc}")
+        raise DefinitionError([problem]) from exc
     return parse_definition(raw, source=str(path))

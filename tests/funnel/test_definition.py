@@ -150,3 +150,27 @@ def test_unparsable_and_missing_files(tmp_path: Path) -> None:
         load_definition(broken)
     with pytest.raises(DefinitionError, match=r"missing\.yaml"):
         load_definition(tmp_path / "missing.yaml")
+
+
+def test_every_problem_names_file_line_and_key(tmp_path: Path) -> None:
+    text = DEFAULT_PATH.read_text("utf-8")
+    bad = text.replace("mql_score_min:", "mql_scor_min:", 1)
+    assert bad != text
+    path = tmp_path / "global.yaml"
+    path.write_text(bad, "utf-8")
+    expected_line = next(i for i, row in enumerate(bad.splitlines(), 1) if "mql_scor_min:" in row)
+    with pytest.raises(DefinitionError) as err:
+        load_definition(path)
+    keys = {(p.key, p.line) for p in err.value.problems}
+    assert ("scoring.thresholds.mql_scor_min", expected_line) in keys
+    assert all(p.path == str(path) for p in err.value.problems)
+
+
+def test_a_yaml_syntax_error_names_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "global.yaml"
+    path.write_text("schema_version: 1\nstages: [Lead\nscoring: {}\n", "utf-8")
+    with pytest.raises(DefinitionError) as err:
+        load_definition(path)
+    [problem] = err.value.problems
+    assert problem.line is not None and problem.line >= 2
+    assert "not valid YAML" in problem.message
