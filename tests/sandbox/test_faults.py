@@ -46,6 +46,7 @@ from connectors.sandbox.generator import SandboxDataset, generate
 from connectors.sandbox.hubspot_app import HubSpotSandbox
 from connectors.sandbox.salesforce_app import SalesforceSandbox
 from connectors.sandbox.tls import make_tls
+from tests.sandbox.conftest import connect as connect_salesforce
 
 TOKEN = "pat-faults-test"
 CLIENT_ID = "faults-client"
@@ -166,15 +167,7 @@ def hub(hubspot_server: Served, plug: Callable[..., FaultInjector]) -> Hub:
 
 
 def connect(port: int, ca_path: Path) -> Salesforce:
-    session = requests.Session()
-    session.verify = str(ca_path)
-    session.trust_env = False  # REQUESTS_CA_BUNDLE would otherwise win (trip-wire 2)
-    return Salesforce(
-        consumer_key=CLIENT_ID,
-        consumer_secret=CLIENT_SECRET,
-        domain=f"127.0.0.1:{port}/sf",
-        session=session,
-    )
+    return connect_salesforce(port, ca_path, CLIENT_ID, CLIENT_SECRET)
 
 
 @dataclass

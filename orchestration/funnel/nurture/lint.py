@@ -162,12 +162,33 @@ def _first_line(ast: nodes.Template, name: str, attr: str | None = None) -> int 
     return min(lines) if lines else None
 
 
+def _top_level_names(ast: nodes.Template) -> set[str]:
+    """Names a template defines outside its blocks (`{% set %}`, macros, imports).
+
+    Blocks read them from the template's context at render time, but `find_undeclared_variables`
+    looks at each block on its own and would report them.
+    """
+    names: set[str] = set()
+    for node in ast.body:
+        if isinstance(node, (nodes.Assign, nodes.AssignBlock)):
+            names.update(n.name for n in node.target.find_all(nodes.Name))
+            if isinstance(node.target, nodes.Name):
+                names.add(node.target.name)
+        elif isinstance(node, nodes.Macro):
+            names.add(node.name)
+        elif isinstance(node, nodes.Import):
+            names.add(node.target)
+        elif isinstance(node, nodes.FromImport):
+            names.update(n if isinstance(n, str) else n[1] for n in node.names)
+    return names
+
+
 def _unknown_variables(
     ast: nodes.Template, env: SandboxedEnvironment
 ) -> list[tuple[str, int | None]]:
     """Variables (and `lead.x` / `links.x` fields) the render context does not provide."""
     found: list[tuple[str, int | None]] = []
-    known = set(CONTEXT_FIELDS) | set(env.globals)
+    known = set(CONTEXT_FIELDS) | set(env.globals) | _top_level_names(ast)
     undeclared = meta.find_undeclared_variables(ast)
     for name in sorted(undeclared - known):
         found.append((name, _first_line(ast, name)))
@@ -336,10 +357,9 @@ def lint_templates(
                     "warning",
                 )
 
-    names_by_id = {t.id: t for t in templates}
     for entry in stale_translations(list(by_id.values())):
         tid, _, detail = entry.partition(": ")
-        t = names_by_id.get(tid)
+        t = by_id.get(tid)
         if t is None:
             continue
         line = _key_line(t.path.read_text(encoding="utf-8"), "translation_of")
