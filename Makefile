@@ -30,6 +30,8 @@ lint: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 	$(BIN)/pyright
+	$(BIN)/leadsync definition validate
+	$(BIN)/leadsync templates lint
 	$(BIN)/dagster definitions validate -w workspace.yaml 2>&1 | grep -v SupersessionWarning | tail -1
 
 unit: $(STAMP) $(DAGSTER_HOME)/dagster.yaml

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 if TYPE_CHECKING:
@@ -22,6 +23,8 @@ sandbox_app = typer.Typer(help="The local HubSpot and Salesforce emulators.", no
 app.add_typer(sandbox_app, name="sandbox")
 definition_app = typer.Typer(help="The shared lead definition.", no_args_is_help=True)
 app.add_typer(definition_app, name="definition")
+templates_app = typer.Typer(help="The nurture templates marketers edit.", no_args_is_help=True)
+app.add_typer(templates_app, name="templates")
 
 console = Console()
 
@@ -160,10 +163,34 @@ def definition_validate(
         definition = load_definition(path or DEFAULT_PATH)
     except DefinitionError as exc:
         for problem in exc.problems:
-            console.print(f"[red]{problem}[/]", highlight=False, soft_wrap=True)
+            console.print(f"[red]{escape(str(problem))}[/]", highlight=False, soft_wrap=True)
         console.print(f"{len(exc.problems)} problem(s)")
         raise typer.Exit(1) from exc
     console.print(f"ok: {definition.source_path} (version {definition.version})", highlight=False)
+
+
+@templates_app.command("lint")
+def templates_lint(
+    root: Annotated[
+        Path | None, typer.Argument(help="Templates folder (default nurture_templates/).")
+    ] = None,
+) -> None:
+    """Check every template: front matter, syntax, variables, unsubscribe link, coverage."""
+    from orchestration.defs.resources import PROJECT_ROOT
+    from orchestration.funnel.definition import ALL_STAGES
+    from orchestration.funnel.nurture.lint import lint_templates
+
+    folder = root or PROJECT_ROOT / "nurture_templates"
+    stages = [s for s in ALL_STAGES if s != "Disqualified"]  # disqualified leads get no nurture
+    problems = lint_templates(folder, stages=stages)
+    for problem in problems:
+        colour = "red" if problem.severity == "error" else "yellow"
+        text = escape(f"{folder}/{problem}")  # "[syntax]" is not rich markup
+        console.print(f"[{colour}]{text}[/]", highlight=False, soft_wrap=True)
+    errors = sum(p.severity == "error" for p in problems)
+    console.print(f"{errors} error(s), {len(problems) - errors} warning(s) in {folder}")
+    if errors:
+        raise typer.Exit(1)
 
 
 if __name__ == "__main__":

@@ -24,3 +24,20 @@ def test_definition_validate_names_file_line_and_key_and_fails(tmp_path: Path) -
     result = runner.invoke(app, ["definition", "validate", str(bad)])
     assert result.exit_code == 1
     assert f"{bad}:{line}: scoring.thresholds.mql_scor_min:" in result.output.replace("\n", "")
+
+
+def test_templates_lint_passes_on_the_starter_set_and_fails_on_a_broken_one(
+    tmp_path: Path,
+) -> None:
+    import shutil
+
+    ok = runner.invoke(app, ["templates", "lint"])
+    assert ok.exit_code == 0, ok.output
+    assert "0 error(s)" in ok.output
+    root = tmp_path / "nurture_templates"
+    shutil.copytree(DEFAULT_PATH.parents[1] / "nurture_templates", root)
+    victim = next(root.glob("en/MQL/*.j2"))
+    victim.write_text(victim.read_text("utf-8") + "\n{% if %}\n", "utf-8")
+    broken = runner.invoke(app, ["templates", "lint", str(root)])
+    assert broken.exit_code == 1
+    assert "[syntax]" in broken.output and victim.name in broken.output.replace("\n", "")
