@@ -11,7 +11,6 @@ import polars as pl
 
 from connectors.outcome import WriteOutcome
 from orchestration.defs import frames
-from orchestration.defs.leads import raw_frames
 from orchestration.defs.resources import (
     HubSpotResource,
     LeadDefinitionResource,
@@ -57,7 +56,11 @@ def writeback_plan(
         )
     )
     targets = frames.read(store, "writeback_targets")
-    current = writeback.current_values(raw_frames(store), definition)
+    # Only the objects leadsync writes to: re-reading every pulled source (page views included)
+    # here would repeat the normalize step's I/O for nothing.
+    objects = {(row["system"], row["object"]) for row in definition.writeback_field_rows()}
+    targets_raw = {f"{s}:{o}": store.source_frame(s, o) for s, o in objects}
+    current = writeback.current_values(targets_raw, definition)
     last_written = store.read_table(tables.writeback_ledger, WRITTEN_SCHEMA)
     plan = writeback.plan_writeback(desired, targets, current, last_written, definition)
     frames.write(store, "writeback_plan", plan)
