@@ -1,12 +1,14 @@
-"""The HubSpot connector: incremental pulls, property bootstrap and batched writes.
+"""The HubSpot connector: incremental pulls, reconciliation reads, property bootstrap and batched
+writes.
 
 The only module (with its package) that imports hubspot-api-client. Records come out as flat dicts:
-`id`, every requested property, `_modified_at` (a tz-aware datetime) and `_deleted`; engagements
-also carry `contact_ids`.
+`id`, every requested property, `archived`, `_modified_at` (a tz-aware datetime) and `_deleted`;
+engagements also carry `contact_ids`.
 """
 
+import json
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,10 +19,12 @@ from hubspot.crm.associations.v4 import (
 )
 from hubspot.crm.objects import (
     BatchInputSimplePublicObjectBatchInput,
+    BatchReadInputSimplePublicObjectId,
     Filter,
     FilterGroup,
     PublicObjectSearchRequest,
     SimplePublicObjectBatchInput,
+    SimplePublicObjectId,
 )
 from hubspot.crm.properties import OptionInput, PropertyCreate, PropertyGroupCreate
 from urllib3.util.retry import Retry
@@ -30,6 +34,8 @@ from connectors.outcome import WriteOutcome
 from connectors.ratelimit import BudgetExhausted, CallCounter, DailyBudget, SlidingWindowLimiter
 
 log = logging.getLogger(__name__)
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class HubSpotError(RuntimeError):
@@ -41,11 +47,29 @@ def _status(exc: Exception) -> int | None:
     return getattr(exc, "status", None)
 
 
+def _epoch_ms(moment: datetime) -> int:
+    # Exact integer milliseconds: `int(ts.timestamp() * 1000)` can land one ms low through float
+    # rounding, which an EQ filter on an instant would silently turn into no match at all.
+    return (moment - _EPOCH) // timedelta(milliseconds=1)
+
+
 def _body(exc: Exception) -> str:
     body = getattr(exc, "body", None)
     if isinstance(body, bytes):
         body = body.decode("utf-8", "replace")
     return str(body or exc)
+
+
+def _missing_ids(exc: Exception) -> list[str]:
+    """The ids an OBJECT_NOT_FOUND error body names in its `context.ids` (none otherwise)."""
+    try:
+        body = json.loads(_body(exc))
+    except ValueError:
+        return []
+    if not isinstance(body, dict) or body.get("category") != "OBJECT_NOT_FOUND":
+        return []
+    ids = (body.get("context") or {}).get("ids")
+    return [str(i) for i in ids] if isinstance(ids, list) else []
 
 
 class HubSpotConnector:
@@ -63,13 +87,17 @@ class HubSpotConnector:
         """`burst_limit` / `search_limit` are (calls, seconds); None paces nothing (a sandbox
         with its limits off)."""
         # urllib3 retries nothing on POST by default (trip-wire 11): search and batch are POSTs, so
-        # allow every method and let 429/5xx be retried with backoff, honouring Retry-After.
+        # allow every method and let 429/5xx be retried with jittered, capped backoff, honouring
+        # Retry-After (up to its own cap). The numbers and their reasons are in constants.py.
         retry = Retry(
-            total=5,
-            status_forcelist=(429, 500, 502, 503, 504),
+            total=c.RETRY_TOTAL,
+            status_forcelist=c.RETRY_STATUSES,
             allowed_methods=None,
-            backoff_factor=0.5,
+            backoff_factor=c.RETRY_BACKOFF_FACTOR,
+            backoff_jitter=c.RETRY_BACKOFF_JITTER,
+            backoff_max=c.RETRY_BACKOFF_MAX,
             respect_retry_after_header=True,
+            retry_after_max=c.RETRY_AFTER_MAX,
             raise_on_status=False,
         )
         self._client = HubSpot(access_token=access_token, host=base_url.rstrip("/"), retry=retry)
@@ -141,6 +169,83 @@ class HubSpotConnector:
         pull cannot see a delete: this listing is how a deleted record stops being alive."""
         yield from self._list_all(object_type, properties, False, archived=True)
 
+    # ---- reconciliation --------------------------------------------------------------------
+
+    def inventory(self, object_type: str) -> dict[str, datetime]:
+        """id -> `updatedAt` of every live (not archived) record, for the nightly reconcile. The
+        times equal the `_modified_at` that `pull` gives the same record versions."""
+        self._require_crm_object(object_type)
+        out: dict[str, datetime] = {}
+        # The list endpoint, not search: it has no 10,000-result cap, no 5/s search bucket and
+        # never lags writes. Asking for the id alone keeps each page small: HubSpot always adds
+        # the created and modified dates, and an empty `properties` would bring the object's
+        # default properties (a contact's name and email) instead.
+        for page in self._list_all(object_type, [c.ID_PROPERTY], False):
+            for record in page:
+                if not record["_deleted"]:
+                    out[record["id"]] = record["_modified_at"]
+        return out
+
+    def fetch(
+        self,
+        object_type: str,
+        properties: Sequence[str],
+        ids: Sequence[str],
+        *,
+        with_contacts: bool = False,
+    ) -> list[dict[str, Any]]:
+        """The current versions of `ids` (batch read, 100 ids a call), flat like `pull`'s records,
+        in the order asked. Ids HubSpot no longer has (deleted, archived or merged away) are
+        absent; every record is keyed by its own id, never by an id that resolved to it.
+        `with_contacts` adds `contact_ids` as `pull` does for engagements."""
+        self._require_crm_object(object_type)
+        # HubSpot ids are digit strings: anything else cannot exist and is not worth a slot in a
+        # batch. Duplicates are asked once.
+        wanted = list(dict.fromkeys(str(i) for i in ids if str(i).isdigit()))
+        found: dict[str, dict[str, Any]] = {}
+        for i in range(0, len(wanted), c.BATCH_SIZE):
+            chunk = wanted[i : i + c.BATCH_SIZE]
+            asked = set(chunk)
+            for record in self._read_chunk(object_type, properties, chunk):
+                # Batch read resolves a merged-away contact id to the surviving record and
+                # reports no error for it: the survivor comes back under its own id. Keep it only
+                # when it was asked for itself, so it can never stand in for the id merged away.
+                if record["id"] in asked and not record["_deleted"]:
+                    found[record["id"]] = record
+        records = [found[i] for i in wanted if i in found]
+        if with_contacts and records:
+            contacts = self._contacts_of(object_type, [r["id"] for r in records])
+            for r in records:
+                r["contact_ids"] = contacts.get(r["id"], [])
+        return records
+
+    def _read_chunk(
+        self, object_type: str, properties: Sequence[str], chunk: Sequence[str]
+    ) -> list[dict[str, Any]]:
+        body = BatchReadInputSimplePublicObjectId(
+            inputs=[SimplePublicObjectId(id=x) for x in chunk],
+            properties=list(properties),
+            # Required by the spec, even when empty.
+            properties_with_history=[],
+        )
+        try:
+            resp = self._call("batch_read", self._batch.read, object_type, body, archived=False)
+        except Exception as exc:  # each API package raises its own ApiException class
+            # Unknown ids come back as a 207 whose OBJECT_NOT_FOUND error lists them beside the
+            # found records. Should a call where no id is found answer 404 with that same error
+            # instead, none exist. Any other failure (a 404 naming no ids is a wrong route, not
+            # a deletion) is raised: read as "all absent" it would look like a mass delete.
+            if _status(exc) == 404 and _missing_ids(exc):
+                return []
+            raise
+        # A 207's `errors` name only the ids that were not found: their absence says it all.
+        return [self._flatten(obj) for obj in resp.results or []]
+
+    @staticmethod
+    def _require_crm_object(object_type: str) -> None:
+        if object_type in c.EVENT_TYPES:
+            raise ValueError(f"{object_type} are timeline events, not CRM objects with ids")
+
     def _list_all(
         self,
         object_type: str,
@@ -180,56 +285,91 @@ class HubSpotConnector:
     ) -> Iterator[list[dict[str, Any]]]:
         prop = c.MODIFIED_PROPERTY.get(object_type, c.DEFAULT_MODIFIED_PROPERTY)
         start = since - timedelta(seconds=c.SEARCH_OVERLAP_S)
+        operator = "GTE"
         seen: set[str] = set()
         while True:
-            after = 0
-            window_max: datetime | None = None
-            restart = False
-            while True:
-                request = PublicObjectSearchRequest(
-                    filter_groups=[
-                        FilterGroup(
-                            filters=[
-                                Filter(
-                                    property_name=prop,
-                                    operator="GTE",
-                                    value=str(int(start.timestamp() * 1000)),
-                                )
-                            ]
-                        )
-                    ],
-                    sorts=[{"propertyName": prop, "direction": "ASCENDING"}],  # type: ignore[list-item]
-                    properties=list(properties),
-                    limit=c.SEARCH_PAGE_SIZE,
-                    after=str(after),
-                )
-                page = self._call("search", self._search.do_search, object_type, request)
-                records = []
-                for obj in page.results or []:
-                    record = self._flatten(obj)
-                    modified = record["_modified_at"]
-                    if window_max is None or modified > window_max:
-                        window_max = modified
-                    if record["id"] not in seen:
-                        seen.add(record["id"])
-                        records.append(record)
-                if records:
-                    yield records
-                if page.paging is None or page.paging.next is None:
-                    return
-                after = int(page.paging.next.after)
-                if after + c.SEARCH_PAGE_SIZE > c.SEARCH_RESULT_CAP:
-                    restart = True
-                    break
-            if restart:
+            window = [Filter(property_name=prop, operator=operator, value=str(_epoch_ms(start)))]
+            capped, newest, _ = yield from self._search_window(
+                object_type, window, prop, properties, seen
+            )
+            if not capped:
+                return
+            if newest is not None and newest > start:
                 # Past 10,000 results search refuses to page: open a new window at the newest
                 # timestamp seen. Records sharing that instant come again and are deduped by id.
-                if window_max is None or window_max <= start:
-                    raise HubSpotError(
-                        f"more than {c.SEARCH_RESULT_CAP} {object_type} share the modified time "
-                        f"{start.isoformat()}; cannot page past HubSpot's search cap"
-                    )
-                start = window_max
+                start, operator = newest, "GTE"
+                continue
+            # The whole capped window sat on the instant `start`: more records share it than one
+            # window can hold, so re-windowing on time cannot advance. Page through that instant
+            # by id instead, then go on strictly after it.
+            yield from self._search_instant(object_type, prop, start, properties, seen)
+            operator = "GT"
+
+    def _search_instant(
+        self,
+        object_type: str,
+        prop: str,
+        instant: datetime,
+        properties: Sequence[str],
+        seen: set[str],
+    ) -> Iterator[list[dict[str, Any]]]:
+        """Every record whose modified time is exactly `instant`, by ascending id. Search allows
+        one sort only, so the id order (not the time order) is what makes a cursor possible."""
+        last_id: int | None = None
+        while True:
+            filters = [Filter(property_name=prop, operator="EQ", value=str(_epoch_ms(instant)))]
+            if last_id is not None:
+                filters.append(
+                    Filter(property_name=c.ID_PROPERTY, operator="GT", value=str(last_id))
+                )
+            capped, _, largest = yield from self._search_window(
+                object_type, filters, c.ID_PROPERTY, properties, seen
+            )
+            if not capped or largest is None:
+                return
+            last_id = largest
+
+    def _search_window(
+        self,
+        object_type: str,
+        filters: list[Filter],
+        sort_by: str,
+        properties: Sequence[str],
+        seen: set[str],
+    ) -> Generator[list[dict[str, Any]], None, tuple[bool, datetime | None, int | None]]:
+        """Page one search query, ascending by `sort_by`, as far as the result cap allows; yield
+        the records not in `seen` (adding them). Returns (stopped at the cap, newest modified
+        time, largest id) over every result of the window, repeats included."""
+        after = 0
+        newest: datetime | None = None
+        largest: int | None = None
+        while True:
+            request = PublicObjectSearchRequest(
+                filter_groups=[FilterGroup(filters=filters)],
+                sorts=[{"propertyName": sort_by, "direction": "ASCENDING"}],  # type: ignore[list-item]
+                properties=list(properties),
+                limit=c.SEARCH_PAGE_SIZE,
+                after=str(after),
+            )
+            page = self._call("search", self._search.do_search, object_type, request)
+            records = []
+            for obj in page.results or []:
+                record = self._flatten(obj)
+                modified = record["_modified_at"]
+                if newest is None or modified > newest:
+                    newest = modified
+                if largest is None or int(record["id"]) > largest:
+                    largest = int(record["id"])
+                if record["id"] not in seen:
+                    seen.add(record["id"])
+                    records.append(record)
+            if records:
+                yield records
+            if page.paging is None or page.paging.next is None:
+                return False, newest, largest
+            after = int(page.paging.next.after)
+            if after + c.SEARCH_PAGE_SIZE > c.SEARCH_RESULT_CAP:
+                return True, newest, largest
 
     def _events_since(
         self, event_type: str, since: datetime | None

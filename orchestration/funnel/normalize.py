@@ -970,6 +970,8 @@ def _hubspot_engagements(raw: Mapping[str, pl.DataFrame]) -> list[pl.DataFrame]:
         df = _frame(raw, f"hubspot:{obj}")
         if df is None or "contact_ids" not in df.columns:
             continue
+        # An archived engagement (its delete found by reconciliation) is no evidence any more.
+        df = df.filter(~parse_bool_expr(_raw_col(df, "archived")).fill_null(False))
         if obj == "emails":
             direction = _raw_col(df, "hs_email_direction").str.to_uppercase()
             activity_type = (

@@ -20,6 +20,11 @@ from orchestration.store import tables
 DEFAULT_DB_URL = "sqlite:///.leadsync/state.db"
 _CHUNK = 1000
 
+# Schema steps after version 1, oldest first; each runs once per database, in one transaction.
+_MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
+    (2, ("ALTER TABLE source_records ADD COLUMN crm_modified_at {timestamp}",)),
+)
+
 
 def _json_default(value: object) -> str:
     if isinstance(value, datetime):
@@ -56,16 +61,31 @@ class StateStore:
         self.migrate()
 
     def migrate(self) -> None:
-        """Create missing tables and record the schema version (v1: create-only)."""
+        """Create missing tables, then apply each schema step newer than the recorded version."""
         tables.metadata.create_all(self.engine)
         with self.engine.begin() as conn:
-            current = conn.execute(sa.select(sa.func.max(tables.schema_version.c.version)))
-            if current.scalar() is None:
+            current = conn.execute(sa.select(sa.func.max(tables.schema_version.c.version))).scalar()
+            if current is None:
+                # A new database: create_all made the latest shape.
+                current = tables.SCHEMA_VERSION
                 conn.execute(
                     tables.schema_version.insert().values(
-                        version=tables.SCHEMA_VERSION, applied_at=datetime.now(UTC)
+                        version=current, applied_at=datetime.now(UTC)
                     )
                 )
+            for version, statements in _MIGRATIONS:
+                if version <= current:
+                    continue
+                for statement in statements:
+                    conn.exec_driver_sql(statement.format(timestamp=self._timestamp_type()))
+                conn.execute(
+                    tables.schema_version.insert().values(
+                        version=version, applied_at=datetime.now(UTC)
+                    )
+                )
+
+    def _timestamp_type(self) -> str:
+        return str(sa.DateTime(timezone=True).compile(dialect=self.engine.dialect))
 
     # ---- raw CRM records -------------------------------------------------------------------
 
@@ -108,7 +128,7 @@ class StateStore:
                     default=_json_default,
                 )
             )
-            modified_at = r.get("_modified_at")
+            modified_at = crm_modified_at = r.get("_modified_at")
             old = previous.get(str(r["id"]))
             if old is not None and ignored and _same_except(old[0], payload, ignored):
                 payload.update({k: old[0].get(k) for k in stamp_fields if k in old[0]})
@@ -121,6 +141,7 @@ class StateStore:
                     "source_id": str(r["id"]),
                     "payload": json.dumps(payload, ensure_ascii=False),
                     "modified_at": modified_at,
+                    "crm_modified_at": crm_modified_at,
                     "is_deleted": bool(r.get("_deleted", False)),
                     "pulled_at": pulled_at,
                 }
@@ -168,6 +189,55 @@ class StateStore:
                 )
             )
         return frame
+
+    def source_inventory(self, system: str, obj: str) -> pl.DataFrame:
+        """Every stored record of one object: `source_id`, the CRM stamp last seen
+        (`crm_modified_at`, UTC) and `is_deleted`; what reconciliation compares with the CRM."""
+        t = tables.source_records
+        stamp = sa.func.coalesce(t.c.crm_modified_at, t.c.modified_at)
+        query = sa.select(t.c.source_id, stamp, t.c.is_deleted).where(
+            t.c.system == system, t.c.object == obj
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).fetchall()
+        return pl.DataFrame(
+            {
+                "source_id": [r[0] for r in rows],
+                "crm_modified_at": [_utc(r[1]) for r in rows],
+                "is_deleted": [bool(r[2]) for r in rows],
+            },
+            schema={
+                "source_id": pl.String(),
+                "crm_modified_at": pl.Datetime("us", "UTC"),
+                "is_deleted": pl.Boolean(),
+            },
+        )
+
+    def mark_deleted(
+        self, system: str, obj: str, ids: Sequence[str], flag: tuple[str, Any], *, at: datetime
+    ) -> int:
+        """Mark stored records deleted (a delete seen only by id, e.g. getDeleted or a
+        reconciliation). `flag` is the payload field and value the CRM itself uses for a deleted
+        record (`IsDeleted: true`, `archived: "true"`), so normalisation needs no special case.
+        Returns how many live records changed."""
+        field_name, value = flag
+        changed = 0
+        rows = []
+        for source_id, (payload, modified_at) in self._payloads(system, obj, list(ids)).items():
+            if payload.get(field_name) == value:
+                continue
+            payload[field_name] = value
+            rows.append((source_id, json.dumps(payload, ensure_ascii=False), modified_at))
+        t = tables.source_records
+        with self.engine.begin() as conn:
+            for source_id, payload, _ in rows:
+                conn.execute(
+                    t.update()
+                    .where(t.c.system == system, t.c.object == obj, t.c.source_id == source_id)
+                    .values(payload=payload, is_deleted=True, pulled_at=at)
+                )
+                changed += 1
+        return changed
 
     def count_source_records(self) -> dict[str, int]:
         t = tables.source_records

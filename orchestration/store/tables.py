@@ -7,7 +7,7 @@ canonical polars schemas in `orchestration.funnel.model`.
 
 import sqlalchemy as sa
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 metadata = sa.MetaData()
 
@@ -26,7 +26,10 @@ source_records = sa.Table(
     sa.Column("object", sa.String(64), primary_key=True),
     sa.Column("source_id", sa.String(64), primary_key=True),
     sa.Column("payload", sa.Text, nullable=False),  # JSON: flat field -> value (strings)
+    # The stamp survivorship reads: an echo of our own write keeps the stored one (store.py).
     sa.Column("modified_at", sa.DateTime(timezone=True)),
+    # The CRM's latest stamp as last seen, echoes included: what reconciliation compares with.
+    sa.Column("crm_modified_at", sa.DateTime(timezone=True)),
     sa.Column("is_deleted", sa.Boolean, nullable=False, default=False),
     sa.Column("pulled_at", sa.DateTime(timezone=True), nullable=False),
     sa.Index("ix_source_records_pulled", "system", "object", "pulled_at"),

@@ -733,3 +733,20 @@ def test_a_contact_merged_into_another_is_deleted_not_alive() -> None:
     leads = normalize_leads({"hubspot:contacts": contacts}, DEFAULT_LEAD_MAPPINGS)
     deleted = dict(zip(leads["source_id"], leads["is_deleted"], strict=True))
     assert deleted == {"1001": False, "1002": True, "1003": False}
+
+
+def test_archived_hubspot_engagement_is_no_activity() -> None:
+    raw = _raw_activities()
+    raw["hubspot:calls"] = _engagements(
+        [
+            {"id": "c1", "hs_timestamp": "2024-09-04T00:00:00Z", "contact_ids": ["1001"]},
+            {
+                "id": "c2",
+                "hs_timestamp": "2024-09-04T00:00:00Z",
+                "contact_ids": ["1001"],
+                "archived": "true",
+            },
+        ]
+    )
+    ids = set(normalize_activities(raw)["activity_id"].to_list())
+    assert "hubspot:calls:c1:1001" in ids and "hubspot:calls:c2:1001" not in ids
