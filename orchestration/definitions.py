@@ -5,15 +5,18 @@ import dagster as dg
 from orchestration.defs.crm_pull import PULL_ASSETS
 from orchestration.defs.leads import LEAD_ASSETS
 from orchestration.defs.nurture import nurture_assignments
+from orchestration.defs.reconcile import RECONCILE_CHECKS, reconcile_job, reconcile_schedule
 from orchestration.defs.reports import reports_funnel
 from orchestration.defs.resources import build_resources
 from orchestration.defs.writeback import WRITEBACK_ASSETS, WRITEBACK_CHECKS
 
 ALL_ASSETS = [*PULL_ASSETS, *LEAD_ASSETS, nurture_assignments, *WRITEBACK_ASSETS, reports_funnel]
+ALL_CHECKS = [*WRITEBACK_CHECKS, *RECONCILE_CHECKS]
 
 sync_job = dg.define_asset_job(
     "sync_job",
-    selection=dg.AssetSelection.all(),
+    # Reconciliation lists every id of every object: nightly (reconcile_job), not every 15 min.
+    selection=dg.AssetSelection.all() - dg.AssetSelection.checks(*RECONCILE_CHECKS),
     description="Pull both CRMs incrementally, resolve, score, stage, nurture and write back.",
 )
 
@@ -30,9 +33,9 @@ def build_definitions() -> dg.Definitions:
     """Definitions bound to the current environment (read when called, not at import)."""
     return dg.Definitions(
         assets=ALL_ASSETS,
-        asset_checks=WRITEBACK_CHECKS,
-        jobs=[sync_job],
-        schedules=[sync_schedule],
+        asset_checks=ALL_CHECKS,
+        jobs=[sync_job, reconcile_job],
+        schedules=[sync_schedule, reconcile_schedule],
         resources=build_resources(),
     )
 

@@ -11,9 +11,9 @@ from typing import Any
 
 import dagster as dg
 
-from orchestration.definitions import ALL_ASSETS, sync_job
+from orchestration.definitions import ALL_ASSETS, ALL_CHECKS, reconcile_job, sync_job
+from orchestration.defs.reconcile import CHECK_NAME
 from orchestration.defs.resources import SyncSettings, build_resources
-from orchestration.defs.writeback import WRITEBACK_CHECKS
 
 PULL_ASSETS = {
     "hubspot": ("hubspot/contacts", "hubspot/companies", "hubspot/engagements"),
@@ -73,16 +73,68 @@ def run_sync(
     settings = SyncSettings(write_mode=write_mode, full_refresh="true" if full else "false")
     settings.dry_run  # noqa: B018 - validates LEADSYNC_WRITE_MODE before any work starts
     bound = {**build_resources(), "settings": settings, **(resources or {})}
+    result = _execute("sync_job", bound, instance, log_level)
+    return summarise(result, dry_run=settings.dry_run)
+
+
+def _execute(
+    job_name: str,
+    resources: dict[str, Any],
+    instance: dg.DagsterInstance | None,
+    log_level: str,
+) -> dg.ExecuteInProcessResult:
     defs = dg.Definitions(
-        assets=ALL_ASSETS, asset_checks=WRITEBACK_CHECKS, jobs=[sync_job], resources=bound
+        assets=ALL_ASSETS,
+        asset_checks=ALL_CHECKS,
+        jobs=[sync_job, reconcile_job],
+        resources=resources,
     )
-    job = defs.resolve_job_def("sync_job")
+    job = defs.resolve_job_def(job_name)
     # Dagster's console logger speaks at DEBUG; the CLI prints its own summary instead.
     run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
-    result = job.execute_in_process(
-        run_config=run_config, instance=instance or dg.DagsterInstance.ephemeral()
+    return job.execute_in_process(
+        run_config=run_config,
+        instance=instance or dg.DagsterInstance.ephemeral(),
     )
-    return summarise(result, dry_run=settings.dry_run)
+
+
+@dataclass
+class ReconcileSummary:
+    """What a reconciliation found per pulled asset: gaps (missed changes) and what it healed."""
+
+    gaps: dict[str, int] = field(default_factory=dict)
+    objects: dict[str, dict[str, Any]] = field(default_factory=dict)
+    success: bool = True
+
+    @property
+    def total_gaps(self) -> int:
+        return sum(self.gaps.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "total_gaps": self.total_gaps}
+
+
+def run_reconcile(
+    *,
+    instance: dg.DagsterInstance | None = None,
+    resources: dict[str, Any] | None = None,
+    log_level: str = "WARNING",
+) -> ReconcileSummary:
+    """Compare every pulled object with its CRM now; heals the store, reports every gap."""
+    bound = {**build_resources(), **(resources or {})}
+    result = _execute("reconcile_job", bound, instance, log_level)
+    summary = ReconcileSummary(success=result.success)
+    for evaluation in result.get_asset_check_evaluations():
+        if evaluation.check_name != CHECK_NAME:
+            continue
+        key = evaluation.asset_key.to_user_string()
+        meta: dict[str, Any] = {
+            k: v.value if isinstance(v, dg.MetadataValue) else v
+            for k, v in evaluation.metadata.items()
+        }
+        summary.gaps[key] = int(meta.get("gaps", 0))
+        summary.objects.update({k: v for k, v in meta.items() if isinstance(v, dict)})
+    return summary
 
 
 def summarise(result: dg.ExecuteInProcessResult, *, dry_run: bool) -> SyncSummary:

@@ -1,5 +1,10 @@
 """Salesforce connector: the only package that imports simple-salesforce."""
 
-from connectors.salesforce.client import SalesforceConfigError, SalesforceConnector, WriteOutcome
+from connectors.salesforce.client import (
+    DeletedRecords,
+    SalesforceConfigError,
+    SalesforceConnector,
+    WriteOutcome,
+)
 
-__all__ = ["SalesforceConfigError", "SalesforceConnector", "WriteOutcome"]
+__all__ = ["DeletedRecords", "SalesforceConfigError", "SalesforceConnector", "WriteOutcome"]

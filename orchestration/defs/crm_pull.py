@@ -7,6 +7,7 @@ from typing import Any
 import dagster as dg
 
 from connectors.ratelimit import BudgetExhausted
+from connectors.salesforce import SalesforceConnector
 from orchestration.defs.resources import (
     HubSpotResource,
     LeadDefinitionResource,
@@ -94,6 +95,9 @@ def salesforce_fields(sobject: str, definition: LeadDefinition) -> list[str]:
 # Objects whose archived records are listed on every run: search never shows a delete, and a
 # deleted contact must not stay a live lead.
 ARCHIVE_CHECKED = frozenset({"contacts"})
+
+# getDeleted keeps its own cursor per object, stored beside the pull's under this suffix.
+DELETES_CURSOR_SUFFIX = "#deleted"
 
 # Stamps every write moves, ours included (see StateStore.upsert_source_records).
 STAMP_FIELDS = frozenset(
@@ -210,8 +214,10 @@ def _pull_salesforce(
     pulled: dict[str, int] = {}
     echoes = 0
     stopped = False
+    deleted: dict[str, int] = {}
     for sobject in sobjects:
         since = None if settings.full else store.get_cursor("salesforce", sobject)
+        started = datetime.now(UTC)
         pages: Iterator[list[dict[str, Any]]] = connector.pull(
             sobject, salesforce_fields(sobject, definition), since
         )
@@ -225,16 +231,57 @@ def _pull_salesforce(
         if stopped:
             context.log.warning(f"salesforce {sobject}: stopped for the daily budget")
             break
+        try:
+            deleted[sobject] = _apply_deletes(context, connector, store, sobject, since, started)
+        except BudgetExhausted:
+            stopped = True
+            context.log.warning(f"salesforce {sobject}: stopped for the daily budget")
+            break
         context.log.info(f"salesforce {sobject}: {pulled[sobject]} records since {since}")
     return dg.MaterializeResult(
         metadata={
             "records_pulled": sum(pulled.values()),
             "records_by_object": pulled,
+            "hard_deletes_seen": deleted,
             "echoes_of_our_writes": echoes,
             "stopped_for_budget": stopped,
             "api_calls": salesforce.calls_since_last_report(),
         }
     )
+
+
+def _apply_deletes(
+    context: dg.AssetExecutionContext,
+    connector: SalesforceConnector,
+    store: StateStore,
+    sobject: str,
+    since: datetime | None,
+    started: datetime,
+) -> int:
+    """Mark what getDeleted reports as deleted. queryAll shows soft deletes while they sit in the
+    recycle bin; a hard delete or an emptied bin shows only here. Returns records marked."""
+    key = f"{sobject}{DELETES_CURSOR_SUFFIX}"
+    deletes_since = store.get_cursor("salesforce", key)
+    if since is None or deletes_since is None:
+        # A first load saw every record that exists: deletes matter from now on.
+        store.set_cursor("salesforce", key, started)
+        return 0
+    found = connector.deleted_since(sobject, deletes_since)
+    if not found.complete:
+        context.log.warning(
+            f"salesforce {sobject}: deletes since {deletes_since.isoformat()} are not all "
+            "available (past Salesforce's 15-day window, or the object does not replicate); "
+            "the nightly reconciliation finds the rest"
+        )
+    marked = store.mark_deleted(
+        "salesforce",
+        sobject,
+        [record_id for record_id, _ in found.records],
+        ("IsDeleted", True),
+        at=started,
+    )
+    store.set_cursor("salesforce", key, found.latest_covered)
+    return marked
 
 
 _HS = {"group_name": "hubspot", "kinds": {"hubspot"}, "pool": "hubspot_api"}
