@@ -32,6 +32,7 @@ class SyncSummary:
     """What one run did, in the users' terms."""
 
     records_pulled: dict[str, int] = field(default_factory=dict)
+    records_by_object: dict[str, int] = field(default_factory=dict)  # "hubspot:contacts": n
     quarantined_records: int = 0
     unified_leads: int = 0
     merged_records: int = 0
@@ -147,6 +148,10 @@ def summarise(result: dg.ExecuteInProcessResult, *, dry_run: bool) -> SyncSummar
                 meta.get(key, {}).get("records_pulled", 0)
             )
             calls[system] += int(meta.get(key, {}).get("api_calls", 0))
+            for obj, n in dict(meta.get(key, {}).get("records_by_object", {})).items():
+                summary.records_by_object[f"{system}:{obj}"] = int(n)
+            for obj, n in dict(meta.get(key, {}).get("archived_seen", {})).items():
+                summary.records_by_object[f"{system}:{obj}:archived"] = int(n)
     summary.quarantined_records = int(meta.get("leads/normalized", {}).get("quarantined", 0))
     summary.merged_records = int(meta.get("leads/identity", {}).get("merged_records", 0))
     summary.unified_leads = int(meta.get("leads/unified", {}).get("unified_leads", 0))
