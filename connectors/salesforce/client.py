@@ -154,6 +154,8 @@ class SalesforceConnector:
     def describe(self, sobject: str) -> dict[str, Any]:
         """The sObject's describe, cached for the connector's life."""
         if sobject not in self._describe:
+            # A describe spends the daily budget like any other call.
+            self.budget.check()
             described = getattr(self._sf, sobject).describe()
             self._describe[sobject] = described
             self._fields[sobject] = {f["name"]: f for f in described["fields"]}

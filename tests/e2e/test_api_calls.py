@@ -6,15 +6,13 @@
 * a re-sync with nothing to write makes zero write calls and only cursor reads.
 """
 
-import math
 from collections.abc import Iterator
 from pathlib import Path
 
 import polars as pl
 import pytest
 
-from connectors.hubspot import constants as hs
-from connectors.salesforce import constants as sf
+from connectors.cost import minimum_first_sync_calls
 from connectors.sandbox.server import Sandboxes
 from orchestration.defs import frames
 from orchestration.runner import SyncSummary, run_sync
@@ -36,11 +34,6 @@ SALESFORCE_PULLED = (
 )
 HUBSPOT_WRITE_FAMILIES = {"batch_update", "batch_create", "batch_upsert", "update", "create"}
 SALESFORCE_WRITE_FAMILIES = {"collections", "sobject", "bulk_ingest"}
-
-
-def _pages(records: int, page_size: int) -> int:
-    """Calls to page through `records`: an empty object still costs its one (empty) page."""
-    return max(1, math.ceil(records / page_size))
 
 
 @pytest.fixture(scope="module")
@@ -83,33 +76,38 @@ def _records_to_write(plan: pl.DataFrame, system: str) -> dict[str, int]:
     }
 
 
+def _pulled(summary: SyncSummary, system: str) -> dict[str, int]:
+    prefix = f"{system}:"
+    return {
+        k.removeprefix(prefix): n
+        for k, n in summary.records_by_object.items()
+        if k.startswith(prefix)
+    }
+
+
 def test_first_sync_spends_exactly_the_minimum(runs: tuple) -> None:
     summary, plan, hubspot, salesforce = runs[0]
     assert isinstance(summary, SyncSummary) and summary.success
-    pulled = summary.records_by_object
-
-    minimum_list = sum(_pages(pulled[f"hubspot:{o}"], hs.LIST_PAGE_SIZE) for o in HUBSPOT_LISTED)
-    minimum_list += _pages(pulled["hubspot:contacts:archived"], hs.LIST_PAGE_SIZE)
-    minimum_events = _pages(pulled["hubspot:web_events"], hs.EVENTS_PAGE_SIZE)
-    minimum_batch = sum(
-        math.ceil(n / hs.BATCH_SIZE) for n in _records_to_write(plan, "hubspot").values()
-    )
-    assert hubspot["list"] == minimum_list
-    assert hubspot["events"] == minimum_events
-    assert hubspot["batch_update"] == minimum_batch > 0
+    hs_pulled = _pulled(summary, "hubspot")
+    assert set(hs_pulled) == {*HUBSPOT_LISTED, "contacts:archived", "web_events"}
+    minimum = minimum_first_sync_calls("hubspot", hs_pulled, _records_to_write(plan, "hubspot"))
+    assert hubspot["list"] == minimum["list"]
+    assert hubspot["events"] == minimum["events"]
+    assert hubspot["batch_update"] == minimum["batch_update"] > 0
     # No search on a first load (the list endpoint has no 10,000 cap and 100-record pages) and no
     # separate association reads: engagements bring their contacts inline.
     assert "search" not in hubspot
     assert not any(k.startswith("associations") for k in hubspot)
 
-    minimum_query = sum(
-        _pages(pulled[f"salesforce:{o}"], sf.REST_QUERY_PAGE_SIZE) for o in SALESFORCE_PULLED
+    sf_pulled = _pulled(summary, "salesforce")
+    assert set(sf_pulled) == set(SALESFORCE_PULLED)
+    minimum = minimum_first_sync_calls(
+        "salesforce", sf_pulled, _records_to_write(plan, "salesforce")
     )
-    minimum_collections = sum(
-        math.ceil(n / sf.COLLECTION_SIZE) for n in _records_to_write(plan, "salesforce").values()
-    )
-    assert salesforce["query"] + salesforce.get("query_more", 0) == minimum_query
-    assert salesforce["collections"] == minimum_collections > 0
+    assert minimum["bulk"] == 0  # this size stays under the Bulk threshold
+    # The sandbox counts a query's follow-on pages (nextRecordsUrl) apart.
+    assert salesforce["query"] + salesforce.get("query_more", 0) == minimum["query"]
+    assert salesforce["collections"] == minimum["collections"] > 0
     # Fixed metadata cost: one login, one describe per object read or written.
     assert salesforce["oauth"] == 1
     assert salesforce["describe"] == len(SALESFORCE_PULLED)

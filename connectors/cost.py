@@ -1,0 +1,55 @@
+"""The fewest API calls a sync can spend, from the page and batch sizes of each CRM's endpoints.
+
+Used to report how close a run came to that floor (`benchmarks/sync_api_cost.py`, the API-cost
+test) and to estimate what a planned write-back will cost.
+"""
+
+import math
+from collections.abc import Mapping
+
+from connectors.hubspot import constants as hs
+from connectors.salesforce import constants as sf
+
+
+def _pages(records: int, page_size: int) -> int:
+    # An empty object still costs the one call that finds it empty.
+    return max(1, math.ceil(records / page_size))
+
+
+def minimum_first_sync_calls(
+    system: str, pulled: Mapping[str, int], to_write: Mapping[str, int]
+) -> dict[str, int]:
+    """Fewest calls per endpoint family for a first (full) sync of `system`.
+
+    `pulled`: records per object as the run reports them ("contacts": n, "contacts:archived": n,
+    "web_events": n for HubSpot; "Lead": n for Salesforce). `to_write`: records to update per
+    object. Metadata calls (login, describe, property bootstrap) are not included: they do not
+    grow with the data.
+    """
+    writes = sum(
+        math.ceil(n / (hs.BATCH_SIZE if system == "hubspot" else sf.COLLECTION_SIZE))
+        for n in to_write.values()
+    )
+    if system == "hubspot":
+        listed = sum(
+            _pages(n, hs.LIST_PAGE_SIZE) for obj, n in pulled.items() if obj not in hs.EVENT_TYPES
+        )
+        events = sum(
+            _pages(n, hs.EVENTS_PAGE_SIZE) for obj, n in pulled.items() if obj in hs.EVENT_TYPES
+        )
+        return {"list": listed, "events": events, "batch_update": writes}
+    if system == "salesforce":
+        # Below the Bulk threshold a REST page holds 2,000 rows; above it one Bulk job costs its
+        # creation, polls and 50,000-row result pages instead.
+        query = sum(
+            _pages(n, sf.REST_QUERY_PAGE_SIZE)
+            for n in pulled.values()
+            if n < sf.BULK_QUERY_THRESHOLD
+        )
+        bulk = sum(
+            1 + 1 + _pages(n, sf.BULK_QUERY_PAGE_SIZE)  # create, one poll at best, result pages
+            for n in pulled.values()
+            if n >= sf.BULK_QUERY_THRESHOLD
+        )
+        return {"query": query, "bulk": bulk, "collections": writes}
+    raise ValueError(f"unknown system {system!r}")
