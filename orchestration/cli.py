@@ -56,6 +56,8 @@ def _print_summary(title: str, summary: "SyncSummary") -> None:
     console.print(f"leads per stage: {stages}")
     top = sorted(summary.templates_chosen.items(), key=lambda kv: -kv[1])[:6]
     console.print("templates chosen: " + ", ".join(f"{t} ×{n}" for t, n in top))
+    for note in summary.notes:
+        console.print(f"[yellow]{escape(note)}[/]")
     if summary.dry_run:
         console.print("[yellow]dry run: nothing was written[/]")
 

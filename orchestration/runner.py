@@ -44,6 +44,8 @@ class SyncSummary:
     api_calls: dict[str, int] = field(default_factory=dict)
     dry_run: bool = False
     success: bool = True
+    # Why something was not done ("salesforce write-back held back: ..."), for the user to read.
+    notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -93,9 +95,12 @@ def _execute(
     job = defs.resolve_job_def(job_name)
     # Dagster's console logger speaks at DEBUG; the CLI prints its own summary instead.
     run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
+    # raise_on_error=False: a failed step (one CRM's write-back, say) must not stop the steps
+    # that do not depend on it (the other CRM's write-back); the summary reports the failure.
     return job.execute_in_process(
         run_config=run_config,
         instance=instance or dg.DagsterInstance.ephemeral(),
+        raise_on_error=False,
     )
 
 
@@ -152,6 +157,8 @@ def summarise(result: dg.ExecuteInProcessResult, *, dry_run: bool) -> SyncSummar
                 summary.records_by_object[f"{system}:{obj}"] = int(n)
             for obj, n in dict(meta.get(key, {}).get("archived_seen", {})).items():
                 summary.records_by_object[f"{system}:{obj}:archived"] = int(n)
+            if meta.get(key, {}).get("stopped_for_budget"):
+                summary.notes.append(f"{key}: stopped at the daily API budget's reserve")
     summary.quarantined_records = int(meta.get("leads/normalized", {}).get("quarantined", 0))
     summary.merged_records = int(meta.get("leads/identity", {}).get("merged_records", 0))
     summary.unified_leads = int(meta.get("leads/unified", {}).get("unified_leads", 0))
@@ -163,6 +170,8 @@ def summarise(result: dg.ExecuteInProcessResult, *, dry_run: bool) -> SyncSummar
         summary.fields_planned[system] = int(planned.get(system, {}).get("fields", 0))
         summary.fields_written[system] = int(written.get("fields_written", 0))
         summary.rejected_rows[system] = int(written.get("rejected_records", 0))
+        if written.get("held_back_because"):
+            summary.notes.append(f"{system} write-back held back: {written['held_back_because']}")
         calls[system] += int(written.get("api_calls", 0))
     summary.api_calls = dict(calls)
     return summary

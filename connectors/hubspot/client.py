@@ -442,11 +442,8 @@ class HubSpotConnector:
         wanted_groups = {d.get("groupName") or c.PROPERTY_GROUP for d in missing}
         groups = self._call("properties", self._groups.get_all, object_type)
         for group in wanted_groups - {g.name for g in groups.results or []}:
-            self._call(
-                "properties",
-                self._groups.create,
-                object_type,
-                PropertyGroupCreate(name=group, label=group),
+            self._create_once(
+                self._groups.create, object_type, PropertyGroupCreate(name=group, label=group)
             )
         for d in missing:
             options = [
@@ -462,9 +459,26 @@ class HubSpotConnector:
                 description=d.get("description"),
                 options=options or None,
             )
-            self._call("properties", self._properties.create, object_type, spec)
+            self._create_once(self._properties.create, object_type, spec)
             log.info("created HubSpot %s property %s", object_type, d["name"])
         return [d["name"] for d in missing]
+
+    def _create_once(self, create: Any, object_type: str, spec: Any) -> None:
+        """Create a property or group. A create HubSpot committed but answered with a gateway
+        error is retried by urllib3 and then meets 409: if the name is now listed, that was our
+        own create. A name taken by an archived property is not: that is raised, for a person."""
+        try:
+            self._call("properties", create, object_type, spec)
+        except Exception as exc:  # each API package raises its own ApiException class
+            if _status(exc) != 409:
+                raise
+            if create == self._properties.create:
+                listed = self._call("properties", self._properties.get_all, object_type)
+            else:
+                listed = self._call("properties", self._groups.get_all, object_type)
+            if spec.name not in {p.name for p in listed.results or []}:
+                raise
+            log.info("HubSpot %s %s already existed (a retried create)", object_type, spec.name)
 
     # ---- write -----------------------------------------------------------------------------
 

@@ -2,14 +2,16 @@
 
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
 import polars as pl
 
+from connectors.hubspot.constants import BATCH_SIZE as HUBSPOT_BATCH_SIZE
 from connectors.outcome import WriteOutcome
+from connectors.salesforce.constants import COLLECTION_SIZE as SALESFORCE_COLLECTION_SIZE
 from orchestration.defs import frames
 from orchestration.defs.resources import (
     HubSpotResource,
@@ -20,6 +22,15 @@ from orchestration.defs.resources import (
 )
 from orchestration.funnel import writeback
 from orchestration.store import StateStore, tables
+
+Update = tuple[str, dict[str, str]]
+
+PULL_ASSET_KEYS = [
+    dg.AssetKey(["hubspot", name]) for name in ("contacts", "companies", "engagements")
+] + [
+    dg.AssetKey(["salesforce", name])
+    for name in ("leads", "contacts", "tasks_events", "opportunities")
+]
 
 WRITTEN_SCHEMA: dict[str, pl.DataType] = {
     "record_id": pl.String(),
@@ -35,7 +46,9 @@ WRITTEN_SCHEMA: dict[str, pl.DataType] = {
     kinds={"polars"},
 )
 def writeback_plan(
-    state_store: StateStoreResource, lead_definition: LeadDefinitionResource
+    context: dg.AssetExecutionContext,
+    state_store: StateStoreResource,
+    lead_definition: LeadDefinitionResource,
 ) -> dg.MaterializeResult:
     """The per-field diff between what each CRM holds and what the lead definition says."""
     store = state_store.store()
@@ -62,9 +75,17 @@ def writeback_plan(
     targets_raw = {f"{s}:{o}": store.source_frame(s, o) for s, o in objects}
     current = writeback.current_values(targets_raw, definition)
     last_written = store.read_table(tables.writeback_ledger, WRITTEN_SCHEMA)
+    # Writes a CRM committed without the answer reaching us (a kill mid-batch, a 504 after the
+    # commit with the retries spent) are in the previous plan and in the CRM, not in the ledger.
+    landed = writeback.landed_unledgered(
+        frames.read(store, "writeback_plan"), current, last_written
+    )
+    _ledger(store, landed, _run_id(context))
+    if len(landed):
+        last_written = store.read_table(tables.writeback_ledger, WRITTEN_SCHEMA)
     plan = writeback.plan_writeback(desired, targets, current, last_written, definition)
     frames.write(store, "writeback_plan", plan)
-    return dg.MaterializeResult(metadata=_plan_metadata(plan))
+    return dg.MaterializeResult(metadata={**_plan_metadata(plan), "ledgered_late": len(landed)})
 
 
 def _plan_metadata(plan: pl.DataFrame) -> dict[str, Any]:
@@ -104,12 +125,24 @@ def writeback_plan_is_safe(
     )
 
 
-def _updates(plan: pl.DataFrame, system: str) -> dict[str, list[tuple[str, dict[str, str]]]]:
+def _updates(plan: pl.DataFrame, system: str) -> dict[str, list[Update]]:
     """Plan rows of one CRM grouped into per-record updates, keyed by object type."""
     grouped: dict[str, dict[str, dict[str, str]]] = defaultdict(dict)
     for row in plan.filter(pl.col("system") == system).iter_rows(named=True):
         grouped[row["object"]].setdefault(row["source_id"], {})[row["field"]] = row["new_value"]
     return {obj: list(records.items()) for obj, records in grouped.items()}
+
+
+def _ledger(
+    store: StateStore, written: pl.DataFrame, run_id: str, now: datetime | None = None
+) -> None:
+    """Record (system, record_id, field, value) rows as what leadsync last wrote."""
+    at = now or datetime.now(UTC)
+    store.upsert(
+        tables.writeback_ledger,
+        [{**r, "written_at": at, "run_id": run_id} for r in written.iter_rows(named=True)],
+        ["system", "record_id", "field"],
+    )
 
 
 def _record_outcomes(
@@ -118,28 +151,18 @@ def _record_outcomes(
     plan: pl.DataFrame,
     outcomes: Sequence[WriteOutcome],
     run_id: str,
-) -> dict[str, int]:
-    """Ledger every written field; keep every refused record with the CRM's reason. A planned
-    record without an outcome was not attempted (the budget ran low): it stays planned."""
+) -> None:
+    """Ledger every written field; keep every refused record with the CRM's reason."""
     now = datetime.now(UTC)
     rows = plan.filter(pl.col("system") == system)
     succeeded = [o.record_id for o in outcomes if o.ok]
     failed = {o.record_id: o.error or "" for o in outcomes if not o.ok}
     ok = rows.filter(pl.col("source_id").is_in(succeeded))
-    store.upsert(
-        tables.writeback_ledger,
-        [
-            {
-                "system": system,
-                "record_id": r["record_id"],
-                "field": r["field"],
-                "value": r["new_value"],
-                "written_at": now,
-                "run_id": run_id,
-            }
-            for r in ok.iter_rows(named=True)
-        ],
-        ["system", "record_id", "field"],
+    _ledger(
+        store,
+        ok.select("system", "record_id", "field", pl.col("new_value").alias("value")),
+        run_id,
+        now,
     )
     rejected = rows.filter(pl.col("source_id").is_in(list(failed)))
     store.append(
@@ -157,13 +180,50 @@ def _record_outcomes(
             for r in rejected.iter_rows(named=True)
         ],
     )
-    planned_records = rows["source_id"].n_unique()
+
+
+def _outcome_counts(
+    system: str, plan: pl.DataFrame, outcomes: Sequence[WriteOutcome]
+) -> dict[str, int]:
+    """A planned record without an outcome was not attempted (the budget ran low): it stays
+    planned."""
+    rows = plan.filter(pl.col("system") == system)
+    succeeded = {o.record_id for o in outcomes if o.ok}
+    failed = {o.record_id for o in outcomes if not o.ok}
     return {
-        "fields_written": len(ok),
-        "records_written": len(set(succeeded)),
+        "fields_written": rows.filter(pl.col("source_id").is_in(list(succeeded))).height,
+        "records_written": len(succeeded),
         "rejected_records": len(failed),
-        "not_attempted_records": planned_records - len(set(succeeded)) - len(failed),
+        "not_attempted_records": rows["source_id"].n_unique() - len(succeeded) - len(failed),
     }
+
+
+def _write_batches(
+    store: StateStore,
+    system: str,
+    plan: pl.DataFrame,
+    run_id: str,
+    updates: dict[str, list[Update]],
+    batch_size: Callable[[int], int],
+    write: Callable[[str, list[Update]], list[WriteOutcome]],
+    prepare: Callable[[str], object] = lambda _obj: None,
+) -> list[WriteOutcome]:
+    """Send the updates one CRM batch per call (`batch_size(records of the object)`) and ledger
+    each batch as soon as the CRM answers: a crash, a kill or a failing later batch must not lose
+    the record of what already landed (the next plan would find those fields current and never
+    ledger them)."""
+    outcomes: list[WriteOutcome] = []
+    for obj, records in updates.items():
+        prepare(obj)
+        size = max(1, batch_size(len(records)))
+        for start in range(0, len(records), size):
+            chunk = records[start : start + size]
+            done = write(obj, chunk)
+            _record_outcomes(store, system, plan, done, run_id)
+            outcomes += done
+            if len(done) < len(chunk):
+                return outcomes  # the budget ran low: the rest stays planned for the next run
+    return outcomes
 
 
 def _run_id(context: dg.AssetExecutionContext) -> str:
@@ -190,18 +250,31 @@ def hubspot_writeback(
     updates = _updates(plan, "hubspot")
     if settings.dry_run:
         return _dry_run_result(updates)
+    if stopped := _pulls_stopped_for_budget(context):
+        return _held_back_result(updates, stopped)
     connector = hubspot.connector()
     created: list[str] = []
-    outcomes: list[WriteOutcome] = []
-    for object_type, batch in updates.items():
-        created += connector.ensure_properties(
-            object_type, lead_definition.definition().hubspot_property_definitions()
+
+    def prepare(object_type: str) -> None:
+        created.extend(
+            connector.ensure_properties(
+                object_type, lead_definition.definition().hubspot_property_definitions()
+            )
         )
-        outcomes += connector.batch_update(object_type, batch)
-    counts = _record_outcomes(store, "hubspot", plan, outcomes, _run_id(context))
+
+    outcomes = _write_batches(
+        store,
+        "hubspot",
+        plan,
+        _run_id(context),
+        updates,
+        lambda _records: HUBSPOT_BATCH_SIZE,
+        connector.batch_update,
+        prepare,
+    )
     return dg.MaterializeResult(
         metadata={
-            **counts,
+            **_outcome_counts("hubspot", plan, outcomes),
             "properties_created": created,
             "api_calls": hubspot.calls_since_last_report(),
         }
@@ -227,20 +300,58 @@ def salesforce_writeback(
     updates = _updates(plan, "salesforce")
     if settings.dry_run:
         return _dry_run_result(updates)
+    if stopped := _pulls_stopped_for_budget(context):
+        return _held_back_result(updates, stopped)
     connector = salesforce.connector()
-    outcomes: list[WriteOutcome] = []
-    for sobject, batch in updates.items():
-        outcomes += connector.update(sobject, batch)
-    counts = _record_outcomes(store, "salesforce", plan, outcomes, _run_id(context))
+    outcomes = _write_batches(
+        store,
+        "salesforce",
+        plan,
+        _run_id(context),
+        updates,
+        # From the Bulk threshold on, the connector sends one Bulk API 2.0 job for them all.
+        lambda records: (
+            records if records >= connector.bulk_ingest_threshold else SALESFORCE_COLLECTION_SIZE
+        ),
+        connector.update,
+    )
     return dg.MaterializeResult(
         metadata={
-            **counts,
+            **_outcome_counts("salesforce", plan, outcomes),
             "api_calls": salesforce.calls_since_last_report(),
         }
     )
 
 
-def _dry_run_result(updates: dict[str, list[tuple[str, dict[str, str]]]]) -> dg.MaterializeResult:
+def _pulls_stopped_for_budget(context: dg.AssetExecutionContext) -> list[str]:
+    """Pull assets whose latest materialization stopped at a daily budget's reserve: until they
+    finish, the store holds a partial view of that CRM."""
+    stopped = []
+    for key in PULL_ASSET_KEYS:
+        event = context.instance.get_latest_materialization_event(key)
+        materialization = event.asset_materialization if event else None
+        flag = materialization.metadata.get("stopped_for_budget") if materialization else None
+        if isinstance(flag, dg.BoolMetadataValue) and flag.value:
+            stopped.append(key.to_user_string())
+    return stopped
+
+
+def _held_back_result(updates: dict[str, list[Update]], stopped: list[str]) -> dg.MaterializeResult:
+    # Stages and scores computed from half a CRM would write wrong values to both; the plan stays
+    # and the next run, with the pulls complete, writes it.
+    records = [u for batch in updates.values() for u in batch]
+    return dg.MaterializeResult(
+        metadata={
+            "held_back_because": f"pull stopped for the daily budget: {', '.join(stopped)}",
+            "fields_written": 0,
+            "fields_planned": sum(len(fields) for _, fields in records),
+            "records_planned": len(records),
+            "api_calls": 0,
+        }
+    )
+
+
+def _dry_run_result(updates: dict[str, list[Update]]) -> dg.MaterializeResult:
     records: Sequence[tuple[str, dict[str, str]]] = [u for b in updates.values() for u in b]
     return dg.MaterializeResult(
         metadata={

@@ -220,3 +220,35 @@ def apply_plan(current: pl.DataFrame, plan: pl.DataFrame) -> pl.DataFrame:
         ],
         how="vertical_relaxed",
     ).sort("record_id", "field")
+
+
+def landed_unledgered(
+    previous_plan: pl.DataFrame, current: pl.DataFrame, last_written: pl.DataFrame | None
+) -> pl.DataFrame:
+    """Writes of the previous plan that the CRM holds but the ledger does not know of, as
+    (system, record_id, field, value).
+
+    The ledger is written when a CRM answers a batch. A batch the CRM committed whose answer never
+    came back (the worker was killed, or a gateway answered 504 after the commit and the retries
+    ran out) is in the CRM and not in the ledger; the next plan finds those fields current and
+    would never ledger them, so the ledger would no longer say what leadsync last wrote. A planned
+    value the CRM now holds is that write (or a person typing the very same value, which is the
+    same state), so it is ledgered. Rows the ledger already holds with that value are left alone.
+    """
+    if previous_plan.is_empty():
+        return pl.DataFrame(schema={"system": pl.String(), **_VALUES_SCHEMA})
+    return (
+        previous_plan.select("system", "record_id", "field", "new_value")
+        .unique(["record_id", "field"], keep="last", maintain_order=True)
+        .join(_values(current, "current_value"), on=["record_id", "field"], how="inner")
+        .join(_values(last_written, "last_value"), on=["record_id", "field"], how="left")
+        .filter(
+            canonical_value(pl.col("new_value")).is_not_null()
+            & canonical_value(pl.col("new_value")).eq_missing(
+                canonical_value(pl.col("current_value"))
+            )
+            & canonical_value(pl.col("new_value")).ne_missing(canonical_value(pl.col("last_value")))
+        )
+        .select("system", "record_id", "field", pl.col("new_value").alias("value"))
+        .sort("system", "record_id", "field")
+    )
