@@ -56,6 +56,9 @@ def _print_summary(title: str, summary: "SyncSummary") -> None:
     console.print(f"leads per stage: {stages}")
     top = sorted(summary.templates_chosen.items(), key=lambda kv: -kv[1])[:6]
     console.print("templates chosen: " + ", ".join(f"{t} ×{n}" for t, n in top))
+    for system, refused in summary.rejections.items():
+        for record_id, reason in refused.items():
+            console.print(f"[red]{system} refused {escape(record_id)}[/]: {escape(reason)}")
     for note in summary.notes:
         console.print(f"[yellow]{escape(note)}[/]")
     if summary.dry_run:

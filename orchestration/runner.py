@@ -46,6 +46,8 @@ class SyncSummary:
     success: bool = True
     # Why something was not done ("salesforce write-back held back: ..."), for the user to read.
     notes: list[str] = field(default_factory=list)
+    # The first records each CRM refused, with its reason (every one is in rejected_rows).
+    rejections: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -170,6 +172,8 @@ def summarise(result: dg.ExecuteInProcessResult, *, dry_run: bool) -> SyncSummar
         summary.fields_planned[system] = int(planned.get(system, {}).get("fields", 0))
         summary.fields_written[system] = int(written.get("fields_written", 0))
         summary.rejected_rows[system] = int(written.get("rejected_records", 0))
+        if written.get("rejections"):
+            summary.rejections[system] = dict(written["rejections"])
         if written.get("held_back_because"):
             summary.notes.append(f"{system} write-back held back: {written['held_back_because']}")
         calls[system] += int(written.get("api_calls", 0))

@@ -182,6 +182,15 @@ def _record_outcomes(
     )
 
 
+REJECTIONS_SHOWN = 20
+
+
+def _rejections(outcomes: Sequence[WriteOutcome]) -> dict[str, str]:
+    """Record id -> the CRM's reason, for the first refused records (all are in rejected_rows)."""
+    refused = [(o.record_id, o.error or "") for o in outcomes if not o.ok]
+    return dict(refused[:REJECTIONS_SHOWN])
+
+
 def _outcome_counts(
     system: str, plan: pl.DataFrame, outcomes: Sequence[WriteOutcome]
 ) -> dict[str, int]:
@@ -275,6 +284,7 @@ def hubspot_writeback(
     return dg.MaterializeResult(
         metadata={
             **_outcome_counts("hubspot", plan, outcomes),
+            "rejections": _rejections(outcomes),
             "properties_created": created,
             "api_calls": hubspot.calls_since_last_report(),
         }
@@ -318,6 +328,7 @@ def salesforce_writeback(
     return dg.MaterializeResult(
         metadata={
             **_outcome_counts("salesforce", plan, outcomes),
+            "rejections": _rejections(outcomes),
             "api_calls": salesforce.calls_since_last_report(),
         }
     )

@@ -31,6 +31,9 @@ def test_refused_records_are_kept_and_retried(
 
         first = run_sync()
         assert first.rejected_rows == {"hubspot": 1, "salesforce": 1}
+        # The run summary (what `leadsync sync` prints) names each refused record and the reason.
+        assert "locked" in first.rejections["hubspot"][str(contact)]
+        assert "region is required" in first.rejections["salesforce"][lead]
         # Every other planned field landed.
         assert sum(first.fields_written.values()) < sum(first.fields_planned.values())
         with StateStore(db_url).engine.connect() as conn:
