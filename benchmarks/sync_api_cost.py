@@ -97,7 +97,8 @@ def main() -> None:
     for system, counts in (("hubspot", hubspot), ("salesforce", salesforce)):
         minimum = minimum_first_sync_calls(system, _split(first, system), _to_write(plan, system))
         # The sandbox counts a query's follow-on pages (nextRecordsUrl) apart.
-        counts = {**counts, "query": counts.get("query", 0) + counts.get("query_more", 0)}
+        if system == "salesforce":
+            counts = {**counts, "query": counts.get("query", 0) + counts.get("query_more", 0)}
         for family, floor in minimum.items():
             spent = counts.get(family, 0)
             ratio = f"{spent / floor:.2f}x" if floor else "-"

@@ -26,10 +26,14 @@ def minimum_first_sync_calls(
     object. Metadata calls (login, describe, property bootstrap) are not included: they do not
     grow with the data.
     """
-    writes = sum(
-        math.ceil(n / (hs.BATCH_SIZE if system == "hubspot" else sf.COLLECTION_SIZE))
-        for n in to_write.values()
-    )
+    if system == "hubspot":
+        writes = sum(math.ceil(n / hs.BATCH_SIZE) for n in to_write.values())
+    else:
+        writes = sum(
+            math.ceil(n / sf.COLLECTION_SIZE)
+            for n in to_write.values()
+            if n < sf.BULK_INGEST_THRESHOLD
+        )
     if system == "hubspot":
         listed = sum(
             _pages(n, hs.LIST_PAGE_SIZE) for obj, n in pulled.items() if obj not in hs.EVENT_TYPES
@@ -51,5 +55,7 @@ def minimum_first_sync_calls(
             for n in pulled.values()
             if n >= sf.BULK_QUERY_THRESHOLD
         )
-        return {"query": query, "bulk": bulk, "collections": writes}
+        # A Bulk ingest job at its leanest: create, upload, close, one poll, successful results.
+        ingest = sum(5 for n in to_write.values() if n >= sf.BULK_INGEST_THRESHOLD)
+        return {"query": query, "bulk": bulk, "collections": writes, "bulk_ingest": ingest}
     raise ValueError(f"unknown system {system!r}")
