@@ -8,7 +8,13 @@ import polars as pl
 import pytest
 
 from orchestration.funnel.definition import LeadDefinition, load_definition
-from orchestration.funnel.writeback import PLAN_SCHEMA, apply_plan, current_values, plan_writeback
+from orchestration.funnel.writeback import (
+    PLAN_SCHEMA,
+    apply_plan,
+    current_values,
+    landed_unledgered,
+    plan_writeback,
+)
 
 
 @pytest.fixture(scope="module")
@@ -219,3 +225,23 @@ def test_deleted_and_converted_leads_are_not_targets(definition: LeadDefinition)
     plan = plan_writeback(both(), targets, cur, None, definition)
     # HubSpot 1001 is deleted, Lead 00Q1 is converted; Contact 0031 (converted too) is written.
     assert set(plan["record_id"]) == {"salesforce:Contact:0031"}
+
+
+def test_a_write_the_crm_committed_unanswered_is_ledgered_once() -> None:
+    previous = pl.DataFrame(
+        {
+            "system": ["hubspot", "hubspot", "hubspot"],
+            "record_id": ["hubspot:contacts:1", "hubspot:contacts:2", "hubspot:contacts:3"],
+            "field": ["leadsync_stage"] * 3,
+            "new_value": ["MQL", "SAL", "MAL"],
+        }
+    )
+    values = {"record_id": ["hubspot:contacts:1", "hubspot:contacts:2", "hubspot:contacts:3"]}
+    # 1 landed (the answer was lost), 2 never reached the CRM, 3 landed and was ledgered.
+    current = pl.DataFrame({**values, "field": ["leadsync_stage"] * 3, "value": ["MQL", "", "MAL"]})
+    ledger = pl.DataFrame(
+        {"record_id": ["hubspot:contacts:3"], "field": ["leadsync_stage"], "value": ["MAL"]}
+    )
+    landed = landed_unledgered(previous, current, ledger)
+    assert landed.select("record_id", "value").rows() == [("hubspot:contacts:1", "MQL")]
+    assert landed_unledgered(previous.clear(), current, ledger).is_empty()
