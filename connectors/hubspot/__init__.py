@@ -1,5 +1,5 @@
 """HubSpot connector: the only package that imports hubspot-api-client."""
 
-from connectors.hubspot.client import HubSpotConnector, HubSpotError, WriteOutcome
+from connectors.hubspot.client import HubSpotConnector, WriteOutcome
 
-__all__ = ["HubSpotConnector", "HubSpotError", "WriteOutcome"]
+__all__ = ["HubSpotConnector", "WriteOutcome"]

@@ -38,10 +38,6 @@ log = logging.getLogger(__name__)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-class HubSpotError(RuntimeError):
-    """A HubSpot call failed in a way retries cannot fix."""
-
-
 def _status(exc: Exception) -> int | None:
     # Each HubSpot API package has its own ApiException class (trip-wire 10): match by attribute.
     return getattr(exc, "status", None)

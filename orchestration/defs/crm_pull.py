@@ -96,6 +96,13 @@ def salesforce_fields(sobject: str, definition: LeadDefinition) -> list[str]:
 # deleted contact must not stay a live lead.
 ARCHIVE_CHECKED = frozenset({"contacts"})
 
+# How each CRM marks a deleted record in its own payload (see StateStore.mark_deleted), so a delete
+# seen only by id reads like one the pull delivered.
+DELETED_FLAG: dict[str, tuple[str, Any]] = {
+    "hubspot": ("archived", "true"),
+    "salesforce": ("IsDeleted", True),
+}
+
 # getDeleted keeps its own cursor per object, stored beside the pull's under this suffix.
 DELETES_CURSOR_SUFFIX = "#deleted"
 
@@ -277,7 +284,7 @@ def _apply_deletes(
         "salesforce",
         sobject,
         [record_id for record_id, _ in found.records],
-        ("IsDeleted", True),
+        DELETED_FLAG["salesforce"],
         at=started,
     )
     store.set_cursor("salesforce", key, found.latest_covered)

@@ -10,6 +10,7 @@ import dagster as dg
 import polars as pl
 
 from orchestration.defs.crm_pull import (
+    DELETED_FLAG,
     STAMP_FIELDS,
     hubspot_properties,
     salesforce_fields,
@@ -23,12 +24,6 @@ from orchestration.defs.resources import (
 from orchestration.funnel.definition import LeadDefinition
 from orchestration.funnel.reconcile import Reconciliation, compare_inventories
 from orchestration.store import StateStore
-
-# How each CRM marks a deleted record in its own payload (see StateStore.mark_deleted).
-DELETED_FLAG: dict[str, tuple[str, Any]] = {
-    "hubspot": ("archived", "true"),
-    "salesforce": ("IsDeleted", True),
-}
 
 
 @dataclass(frozen=True)

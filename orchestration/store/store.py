@@ -221,23 +221,26 @@ class StateStore:
         record (`IsDeleted: true`, `archived: "true"`), so normalisation needs no special case.
         Returns how many live records changed."""
         field_name, value = flag
-        changed = 0
         rows = []
-        for source_id, (payload, modified_at) in self._payloads(system, obj, list(ids)).items():
-            if payload.get(field_name) == value:
-                continue
-            payload[field_name] = value
-            rows.append((source_id, json.dumps(payload, ensure_ascii=False), modified_at))
-        t = tables.source_records
-        with self.engine.begin() as conn:
-            for source_id, payload, _ in rows:
-                conn.execute(
-                    t.update()
-                    .where(t.c.system == system, t.c.object == obj, t.c.source_id == source_id)
-                    .values(payload=payload, is_deleted=True, pulled_at=at)
+        for source_id, (payload, _) in self._payloads(system, obj, list(ids)).items():
+            if payload.get(field_name) != value:
+                payload[field_name] = value
+                rows.append({"sid": source_id, "p": json.dumps(payload, ensure_ascii=False)})
+        if rows:
+            t = tables.source_records
+            stmt = (
+                t.update()
+                .where(
+                    t.c.system == system,
+                    t.c.object == obj,
+                    t.c.source_id == sa.bindparam("sid"),
                 )
-                changed += 1
-        return changed
+                .values(payload=sa.bindparam("p"), is_deleted=True, pulled_at=at)
+            )
+            with self.engine.begin() as conn:
+                for start in range(0, len(rows), _CHUNK):
+                    conn.execute(stmt, rows[start : start + _CHUNK])
+        return len(rows)
 
     def count_source_records(self) -> dict[str, int]:
         t = tables.source_records
