@@ -17,12 +17,12 @@ from datetime import datetime
 from pathlib import Path
 
 import dagster as dg
-import polars as pl
 
 from connectors.cost import minimum_first_sync_calls
 from connectors.sandbox.server import Sandboxes
 from orchestration.defs import frames
-from orchestration.runner import SyncSummary, run_sync
+from orchestration.funnel.writeback import records_per_object
+from orchestration.runner import run_sync
 from orchestration.store import StateStore
 
 ALLOWED_PER_S = 190 / 10  # HubSpot Professional private app burst limit
@@ -43,20 +43,6 @@ def _step_seconds(instance: dg.DagsterInstance) -> dict[str, float]:
         elif event.event_type_value == "STEP_SUCCESS" and entry.step_key in started:
             spent[entry.step_key] = entry.timestamp - started[entry.step_key]
     return spent
-
-
-def _split(summary: SyncSummary, system: str) -> dict[str, int]:
-    prefix = f"{system}:"
-    return {
-        k.removeprefix(prefix): n
-        for k, n in summary.records_by_object.items()
-        if k.startswith(prefix)
-    }
-
-
-def _to_write(plan: pl.DataFrame, system: str) -> dict[str, int]:
-    rows = plan.filter(pl.col("system") == system)
-    return dict(rows.group_by("object").agg(pl.col("source_id").n_unique()).iter_rows())
 
 
 def main() -> None:
@@ -95,7 +81,9 @@ def main() -> None:
     print(f"benchmark: sync_api_cost ({args.size:,} people, realistic profile) {datetime.now():%F}")
     print(f"first sync          {elapsed:8.1f} s, success={first.success}")
     for system, counts in (("hubspot", hubspot), ("salesforce", salesforce)):
-        minimum = minimum_first_sync_calls(system, _split(first, system), _to_write(plan, system))
+        minimum = minimum_first_sync_calls(
+            system, first.pulled(system), records_per_object(plan, system)
+        )
         # The sandbox counts a query's follow-on pages (nextRecordsUrl) apart.
         if system == "salesforce":
             counts = {**counts, "query": counts.get("query", 0) + counts.get("query_more", 0)}

@@ -52,6 +52,15 @@ class SyncSummary:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def pulled(self, system: str) -> dict[str, int]:
+        """Records pulled per object of one CRM ("contacts": n, "contacts:archived": n, ...)."""
+        prefix = f"{system}:"
+        return {
+            k.removeprefix(prefix): n
+            for k, n in self.records_by_object.items()
+            if k.startswith(prefix)
+        }
+
 
 def _metadata(result: dg.ExecuteInProcessResult) -> dict[str, dict[str, Any]]:
     """Materialization metadata per asset key ("leads/unified"), as plain values."""

@@ -403,6 +403,14 @@ def salesforce_opportunities(
     )
 
 
+# The pull assets' keys, for code that reads their materializations (write-back's budget guard).
+PULL_ASSET_KEYS = [
+    dg.AssetKey(["hubspot", name]) for name in ("contacts", "companies", "engagements")
+] + [
+    dg.AssetKey(["salesforce", name])
+    for name in ("leads", "contacts", "tasks_events", "opportunities")
+]
+
 PULL_ASSETS = [
     hubspot_contacts,
     hubspot_companies,

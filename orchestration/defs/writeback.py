@@ -13,6 +13,7 @@ from connectors.hubspot.constants import BATCH_SIZE as HUBSPOT_BATCH_SIZE
 from connectors.outcome import WriteOutcome
 from connectors.salesforce.constants import COLLECTION_SIZE as SALESFORCE_COLLECTION_SIZE
 from orchestration.defs import frames
+from orchestration.defs.crm_pull import PULL_ASSET_KEYS
 from orchestration.defs.resources import (
     HubSpotResource,
     LeadDefinitionResource,
@@ -24,13 +25,6 @@ from orchestration.funnel import writeback
 from orchestration.store import StateStore, tables
 
 Update = tuple[str, dict[str, str]]
-
-PULL_ASSET_KEYS = [
-    dg.AssetKey(["hubspot", name]) for name in ("contacts", "companies", "engagements")
-] + [
-    dg.AssetKey(["salesforce", name])
-    for name in ("leads", "contacts", "tasks_events", "opportunities")
-]
 
 WRITTEN_SCHEMA: dict[str, pl.DataType] = {
     "record_id": pl.String(),

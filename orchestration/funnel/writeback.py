@@ -252,3 +252,9 @@ def landed_unledgered(
         .select("system", "record_id", "field", pl.col("new_value").alias("value"))
         .sort("system", "record_id", "field")
     )
+
+
+def records_per_object(plan: pl.DataFrame, system: str) -> dict[str, int]:
+    """Records of each object a plan updates in one CRM: what its write calls scale with."""
+    rows = plan.filter(pl.col("system") == system)
+    return dict(rows.group_by("object").agg(pl.col("source_id").n_unique()).iter_rows())

@@ -9,29 +9,20 @@
 from collections.abc import Iterator
 from pathlib import Path
 
-import polars as pl
 import pytest
 
 from connectors.cost import minimum_first_sync_calls
 from connectors.sandbox.server import Sandboxes
 from orchestration.defs import frames
+from orchestration.defs.crm_pull import SALESFORCE_FIELDS
+from orchestration.funnel.writeback import records_per_object
 from orchestration.runner import SyncSummary, run_sync
 from orchestration.store import StateStore
 
 pytestmark = pytest.mark.e2e
 
 HUBSPOT_LISTED = ("contacts", "companies", "emails", "calls", "meetings", "notes")
-SALESFORCE_PULLED = (
-    "Lead",
-    "Contact",
-    "Account",
-    "Task",
-    "Event",
-    "Campaign",
-    "CampaignMember",
-    "Opportunity",
-    "OpportunityContactRole",
-)
+SALESFORCE_PULLED = tuple(SALESFORCE_FIELDS)  # every object leadsync reads
 HUBSPOT_WRITE_FAMILIES = {"batch_update", "batch_create", "batch_upsert", "update", "create"}
 SALESFORCE_WRITE_FAMILIES = {"collections", "sobject", "bulk_ingest"}
 
@@ -69,28 +60,12 @@ def runs(
         yield tuple(out)
 
 
-def _records_to_write(plan: pl.DataFrame, system: str) -> dict[str, int]:
-    rows = plan.filter(pl.col("system") == system)
-    return {
-        obj: n for obj, n in rows.group_by("object").agg(pl.col("source_id").n_unique()).iter_rows()
-    }
-
-
-def _pulled(summary: SyncSummary, system: str) -> dict[str, int]:
-    prefix = f"{system}:"
-    return {
-        k.removeprefix(prefix): n
-        for k, n in summary.records_by_object.items()
-        if k.startswith(prefix)
-    }
-
-
 def test_first_sync_spends_exactly_the_minimum(runs: tuple) -> None:
     summary, plan, hubspot, salesforce = runs[0]
     assert isinstance(summary, SyncSummary) and summary.success
-    hs_pulled = _pulled(summary, "hubspot")
+    hs_pulled = summary.pulled("hubspot")
     assert set(hs_pulled) == {*HUBSPOT_LISTED, "contacts:archived", "web_events"}
-    minimum = minimum_first_sync_calls("hubspot", hs_pulled, _records_to_write(plan, "hubspot"))
+    minimum = minimum_first_sync_calls("hubspot", hs_pulled, records_per_object(plan, "hubspot"))
     assert hubspot["list"] == minimum["list"]
     assert hubspot["events"] == minimum["events"]
     assert hubspot["batch_update"] == minimum["batch_update"] > 0
@@ -99,10 +74,10 @@ def test_first_sync_spends_exactly_the_minimum(runs: tuple) -> None:
     assert "search" not in hubspot
     assert not any(k.startswith("associations") for k in hubspot)
 
-    sf_pulled = _pulled(summary, "salesforce")
+    sf_pulled = summary.pulled("salesforce")
     assert set(sf_pulled) == set(SALESFORCE_PULLED)
     minimum = minimum_first_sync_calls(
-        "salesforce", sf_pulled, _records_to_write(plan, "salesforce")
+        "salesforce", sf_pulled, records_per_object(plan, "salesforce")
     )
     assert minimum["bulk"] == 0  # this size stays under the Bulk threshold
     # The sandbox counts a query's follow-on pages (nextRecordsUrl) apart.

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from connectors.sandbox.server import Sandboxes
+from orchestration.defs.crm_pull import SALESFORCE_FIELDS
 from orchestration.runner import run_sync
 from orchestration.store import StateStore
 
@@ -16,17 +17,7 @@ pytestmark = pytest.mark.e2e
 # About half of what a first Salesforce pull needs (login, then a describe and a query per
 # object): the budget's 5% reserve is reached part-way through the pull assets.
 TIGHT_BUDGET = 12
-SALESFORCE_OBJECTS = (
-    "Lead",
-    "Contact",
-    "Account",
-    "Task",
-    "Event",
-    "Campaign",
-    "CampaignMember",
-    "Opportunity",
-    "OpportunityContactRole",
-)
+SALESFORCE_OBJECTS = tuple(SALESFORCE_FIELDS)  # every object leadsync reads
 
 
 @pytest.fixture(scope="module")
