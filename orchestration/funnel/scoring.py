@@ -10,6 +10,11 @@ Everything here is vectorised polars driven by the lead definition:
   competitor cannot hide behind a busy activity history;
 * temperature bands and hand-raise come from the definition too.
 
+Each lead is scored by the rules of its region: `split_by_region` maps the canonical `country` to
+the regional overlay that lists it and scores that region's leads with the merged definition
+(`LeadDefinition.for_region`); a lead no overlay covers is scored by the global rules, exactly as
+before overlays existed. A regional lead without a locale is read in the region's first locale.
+
 `reasons` explains each score with its top contributions, which sales sees next to the number.
 """
 
@@ -50,6 +55,7 @@ LEAD_INPUT_SCHEMA: dict[str, pl.DataType] = {
 
 MAX_REASONS = 5
 _MICROS_PER_DAY = 86_400_000_000
+_REGION = "__region"
 
 
 def as_utc(now: datetime) -> datetime:
@@ -63,6 +69,47 @@ def ensure_columns(frame: pl.DataFrame, schema: dict[str, pl.DataType]) -> pl.Da
         pl.lit(None, dtype=dt).alias(c) for c, dt in schema.items() if c not in frame.columns
     ]
     return frame.with_columns(missing) if missing else frame
+
+
+def region_expr(definition: LeadDefinition) -> pl.Expr:
+    """Each lead's region code from its `country` column; null where no overlay covers it."""
+    countries = definition.country_regions()
+    if not countries:
+        return pl.lit(None, dtype=pl.String)
+    return (
+        pl.col("country")
+        .str.strip_chars()
+        .str.to_uppercase()
+        .replace_strict(countries, default=None, return_dtype=pl.String)
+    )
+
+
+def split_by_region(
+    frame: pl.DataFrame, definition: LeadDefinition
+) -> list[tuple[LeadDefinition, pl.DataFrame]]:
+    """The frame cut by region: (that region's merged definition, its rows) for each region with
+    rows, and (the global definition, the rest). One part, the frame itself, when all rows share
+    one set of rules; rows keep their order within each part."""
+    if not definition.regions or "country" not in frame.columns or frame.is_empty():
+        return [(definition, frame)]
+    region = frame.select(region_expr(definition).alias(_REGION)).to_series()
+    codes = region.unique(maintain_order=True).to_list()
+    if len(codes) == 1:
+        return [(definition.for_region(codes[0]), frame)]
+    parts = frame.with_columns(region).partition_by(
+        _REGION, as_dict=True, include_key=False, maintain_order=True
+    )
+    return [(definition.for_region(key[0]), part) for key, part in parts.items()]
+
+
+def _in_region_locale(
+    leads: pl.DataFrame, base: LeadDefinition, rules: LeadDefinition
+) -> pl.DataFrame:
+    # A regional lead whose CRMs hold no language is most likely in the region's first one.
+    if rules.region is None or rules.region not in base.regions:
+        return leads
+    first = base.regions[rules.region].locales[0]
+    return leads.with_columns(pl.col("locale").fill_null(first))
 
 
 def keyword_regex(keyword: str) -> str:
@@ -247,11 +294,42 @@ def score(
     unified_id. Returns SCORE_SCHEMA, one row per unified lead.
     """
     now = as_utc(now)
-    rules = definition.scoring
     leads = ensure_columns(unified, LEAD_INPUT_SCHEMA).unique(
         "unified_id", keep="first", maintain_order=True
     )
+    parts = split_by_region(leads, definition)
+    if len(parts) == 1:
+        rules, part = parts[0]
+        return _score_leads(_in_region_locale(part, definition, rules), activities, rules, now)
+    # One join hands each part its own activities, rather than one scan of them per region.
+    acts = ensure_columns(activities, {"unified_id": pl.String()})
+    owner = pl.concat(
+        [
+            p.select("unified_id", pl.lit(i, dtype=pl.Int64).alias(_REGION))
+            for i, (_, p) in enumerate(parts)
+        ]
+    )
+    acts_by_part = acts.join(owner, on="unified_id", how="inner").partition_by(
+        _REGION, as_dict=True, include_key=False
+    )
+    scored = [
+        _score_leads(
+            _in_region_locale(part, definition, rules),
+            acts_by_part.get((i,), acts.clear()),
+            rules,
+            now,
+        )
+        for i, (rules, part) in enumerate(parts)
+    ]
+    order = leads.select("unified_id").with_row_index(_REGION)
+    return pl.concat(scored).join(order, on="unified_id").sort(_REGION).drop(_REGION)
 
+
+def _score_leads(
+    leads: pl.DataFrame, activities: pl.DataFrame, definition: LeadDefinition, now: datetime
+) -> pl.DataFrame:
+    """`score` for leads that all follow one definition (unique, with LEAD_INPUT_SCHEMA)."""
+    rules = definition.scoring
     size_pts, size_rule = _size_points(definition)
     sen_pts, sen_rule = _seniority(definition)
     targets = [_fold_industry(v) for v in rules.fit.industries.values]

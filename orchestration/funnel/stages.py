@@ -30,6 +30,9 @@ and then decides the new stage against the previous one:
   lead back into the funnel at that stage (rule "sales_reentry") once no disqualify rule holds.
 
 Only changes produce ledger rows; a first-seen lead gets one row from null.
+
+The thresholds and the competitor / student rules are those of the lead's region (its `country`,
+see `scoring.split_by_region`); stages, edges and sales statuses are global and the same for all.
 """
 
 from __future__ import annotations
@@ -45,7 +48,13 @@ from orchestration.funnel.definition import (
     LeadDefinition,
 )
 from orchestration.funnel.model import UTC_TS
-from orchestration.funnel.scoring import as_utc, competitor_expr, ensure_columns, student_expr
+from orchestration.funnel.scoring import (
+    as_utc,
+    competitor_expr,
+    ensure_columns,
+    split_by_region,
+    student_expr,
+)
 
 __all__ = [
     "ALL_STAGES",
@@ -132,10 +141,31 @@ def assign_stages(
     run (unified_id, stage, stage_entered_at) or None on the first run.
     """
     now = as_utc(now)
-    ss = definition.sales_status
-    thresholds = definition.scoring.thresholds
     if previous is None:
         previous = pl.DataFrame(schema=STAGES_SCHEMA)
+    leads = unified.unique("unified_id", keep="first", maintain_order=True)
+    parts = split_by_region(leads, definition)
+    if len(parts) == 1:
+        return _assign(parts[0][1], scores, previous, parts[0][0], now)
+    results = [_assign(part, scores, previous, rules, now) for rules, part in parts]
+    order = leads.select("unified_id").with_row_index("__order")
+
+    def in_order(frames: list[pl.DataFrame]) -> pl.DataFrame:
+        return pl.concat(frames).join(order, on="unified_id").sort("__order").drop("__order")
+
+    return in_order([r[0] for r in results]), in_order([r[1] for r in results])
+
+
+def _assign(
+    unified: pl.DataFrame,
+    scores: pl.DataFrame,
+    previous: pl.DataFrame,
+    definition: LeadDefinition,
+    now: datetime,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """`assign_stages` for leads that all follow one (possibly regional) definition."""
+    ss = definition.sales_status
+    thresholds = definition.scoring.thresholds
 
     frame = (
         ensure_columns(unified, _LEAD_INPUT)

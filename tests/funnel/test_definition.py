@@ -35,10 +35,17 @@ def _write_modified(tmp_path: Path, edit: Callable[[dict[str, Any]], None]) -> P
 
 
 def test_loads_and_version_is_sha256_prefix_of_bytes(definition: LeadDefinition) -> None:
-    expected = hashlib.sha256(DEFAULT_PATH.read_bytes()).hexdigest()[:12]
+    # sha256 over the global bytes, then NUL, name, NUL and bytes of each overlay in name order.
+    digest = hashlib.sha256(DEFAULT_PATH.read_bytes())
+    for overlay in sorted((DEFAULT_PATH.parent / "regions").glob("*.yaml")):
+        digest.update(b"\0" + f"regions/{overlay.name}".encode() + b"\0" + overlay.read_bytes())
+    expected = digest.hexdigest()[:12]
     assert definition.version == expected
     assert load_definition().version == expected  # stable across loads
     assert len(definition.version) == 12
+    own = hashlib.sha256(DEFAULT_PATH.read_bytes()).hexdigest()[:12]
+    assert definition.file_versions["global.yaml"] == own
+    assert parse_definition(DEFAULT_PATH.read_bytes()).version == own  # the global file alone
 
 
 def test_version_changes_with_the_bytes() -> None:
@@ -54,9 +61,12 @@ def test_field_mappings_are_the_agreed_ones(definition: LeadDefinition) -> None:
     assert fm["salesforce:Lead"]["Status"] == "sf_status"
     assert fm["salesforce:Lead"]["IsConverted"] == "sf_is_converted"
     assert fm["salesforce:Contact"]["MailingCountry"] == "country"
-    assert len(fm["hubspot:contacts"]) == 18
-    assert len(fm["salesforce:Lead"]) == 19
-    assert len(fm["salesforce:Contact"]) == 14
+    # 18 / 19 / 14 core fields plus the two kana (フリガナ) reading fields each
+    assert fm["hubspot:contacts"]["lastname_kana"] == "last_name_reading"
+    assert fm["salesforce:Contact"]["FirstNameKana__c"] == "first_name_reading"
+    assert len(fm["hubspot:contacts"]) == 20
+    assert len(fm["salesforce:Lead"]) == 21
+    assert len(fm["salesforce:Contact"]) == 16
 
 
 def test_stages_edges_and_thresholds(definition: LeadDefinition) -> None:
@@ -174,3 +184,57 @@ def test_a_yaml_syntax_error_names_its_line(tmp_path: Path) -> None:
     [problem] = err.value.problems
     assert problem.line is not None and problem.line >= 2
     assert "not valid YAML" in problem.message
+
+
+def test_identity_rules(definition: LeadDefinition) -> None:
+    rules = definition.identity
+    assert (rules.auto_merge_weight, rules.review_weight) == (12.0, 6.0)
+    assert (rules.max_merge_share, rules.max_block_size) == (0.5, 60)
+
+
+@pytest.mark.parametrize(
+    ("changes", "key"),
+    [
+        ({"review_weight": 14.0}, "identity"),
+        ({"review_weight": 20.0}, "identity"),
+        ({"max_merge_share": 0}, "identity.max_merge_share"),
+        ({"max_merge_share": 1.5}, "identity.max_merge_share"),
+        ({"max_block_size": 1}, "identity.max_block_size"),
+        ({"auto_merge_weight": "high"}, "identity.auto_merge_weight"),
+        ({"auto_merge_weight": float("inf")}, "identity.auto_merge_weight"),
+        ({"threshold": 3}, "identity.threshold"),
+    ],
+)
+def test_bad_identity_rules_name_their_key(
+    tmp_path: Path, changes: dict[str, Any], key: str
+) -> None:
+    def edit(d: dict[str, Any]) -> None:
+        d["identity"].update(changes)
+
+    with pytest.raises(DefinitionError) as err:
+        load_definition(_write_modified(tmp_path, edit))
+    assert key in {p.key for p in err.value.problems}
+    assert all(p.line is not None for p in err.value.problems)
+
+
+def test_identity_share_of_one_is_allowed_and_the_section_is_required(tmp_path: Path) -> None:
+    def share_one(d: dict[str, Any]) -> None:
+        d["identity"]["max_merge_share"] = 1
+
+    assert load_definition(_write_modified(tmp_path, share_one)).identity.max_merge_share == 1.0
+
+    def drop(d: dict[str, Any]) -> None:
+        del d["identity"]
+
+    with pytest.raises(DefinitionError, match="identity"):
+        load_definition(_write_modified(tmp_path, drop))
+
+
+def test_loader_fields_cannot_be_set_by_the_file(tmp_path: Path) -> None:
+    def edit(d: dict[str, Any]) -> None:
+        d["regions"] = {"jp": {}}
+        d["version"] = "abc"
+
+    with pytest.raises(DefinitionError) as err:
+        load_definition(_write_modified(tmp_path, edit))
+    assert {p.key for p in err.value.problems} == {"regions", "version"}
