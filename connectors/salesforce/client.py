@@ -135,6 +135,8 @@ class SalesforceConnector:
         )
         self._describe: dict[str, dict[str, Any]] = {}
         self._fields: dict[str, dict[str, dict[str, Any]]] = {}
+        # (sObject, field) pairs already reported missing, so each is logged once per connector.
+        self._reported_missing: set[tuple[str, str]] = set()
 
     def _count(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
         path = response.request.path_url if response.request else ""
@@ -175,7 +177,24 @@ class SalesforceConnector:
         return bool(self.describe(sobject).get("replicateable", False))
 
     def _selected(self, sobject: str, fields: Sequence[str]) -> list[str]:
+        """The fields to SELECT: those asked for that the describe lists. SOQL fails the whole
+        query (INVALID_FIELD) on one unknown field, and mapped custom fields such as the kana
+        (フリガナ) fields exist only in orgs whose admins added them, so a missing field is left
+        out with a warning and its canonical column stays null."""
         have = self.fields(sobject)
+        missing = [
+            f
+            for f in dict.fromkeys(fields)
+            if f not in have and (sobject, f) not in self._reported_missing
+        ]
+        if missing:
+            self._reported_missing.update((sobject, f) for f in missing)
+            log.warning(
+                "salesforce %s: the org's describe does not list %s; pulling without them "
+                "(the org lacks these fields, or the integration user cannot see them)",
+                sobject,
+                ", ".join(missing),
+            )
         wanted = dict.fromkeys(["Id", *fields, "SystemModstamp", "IsDeleted"])
         return [f for f in wanted if f in have]
 

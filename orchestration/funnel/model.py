@@ -30,9 +30,16 @@ CANONICAL_LEAD_SCHEMA: dict[str, pl.DataType] = {
     "first_name": pl.String(),
     "last_name": pl.String(),
     "name_key": pl.String(),  # order-free, honorific-free, itaiji-folded person key
+    "given_key": pl.String(),  # first_name folded like a name_key part (as typed: may be swapped)
+    "family_key": pl.String(),  # last_name folded the same way
+    "name_reading": pl.String(),  # order-free hiragana key from the kana (フリガナ) fields, or null
+    "name_romaji": pl.String(),  # order-free Hepburn key (from the reading, else the name)
     "company": pl.String(),  # as entered (NFKC)
     "company_key": pl.String(),  # legal designators stripped, folded
-    "phone": pl.String(),  # E.164
+    "company_domain": pl.String(),  # non-free-mail email domain, else the Account's website host
+    "source_account_id": pl.String(),  # a Salesforce Contact's AccountId (null otherwise)
+    "phone": pl.String(),  # E.164; mobile preferred, never toll-free/shared-cost if another exists
+    "phone_type": pl.String(),  # mobile|fixed|toll_free|shared_cost|voip|other (phonenumbers)
     # firmographics and persona
     "title": pl.String(),
     "industry": pl.String(),
@@ -92,7 +99,29 @@ ACTIVITY_TYPES: tuple[str, ...] = (
 IDENTITY_SCHEMA: dict[str, pl.DataType] = {
     "record_id": pl.String(),
     "unified_id": pl.String(),
-    "band": pl.String(),  # "hard_link" | "email" | "singleton" (later: "auto_merge", "review")
+    "band": pl.String(),  # "auto_merge" | "review" | "keep_apart"
+    "rule": pl.String(),  # strongest link into its cluster: hard_link, user, email, probabilistic
+}
+
+# The merge log: one row per pair identity resolution linked, held for review or kept apart by a
+# veto, with the comparison levels and Fellegi-Sunter weights behind the decision.
+IDENTITY_PAIR_SCHEMA: dict[str, pl.DataType] = {
+    "record_a": pl.String(),
+    "record_b": pl.String(),
+    "rule": pl.String(),  # hard_link | user | email | probabilistic
+    "band": pl.String(),  # auto_merge | review | keep_apart
+    "applied": pl.Boolean(),  # the edge joins the two records' cluster
+    "match_weight": pl.Float64(),  # sum of the partial weights (log2 Bayes factor)
+    "email_level": pl.String(),
+    "name_level": pl.String(),
+    "company_level": pl.String(),
+    "phone_level": pl.String(),
+    "w_email": pl.Float64(),
+    "w_name": pl.Float64(),
+    "w_company": pl.Float64(),
+    "w_phone": pl.Float64(),
+    "veto": pl.String(),  # why the pair must stay apart, if it must
+    "blocked_by": pl.String(),  # the blocking rule that proposed the pair
 }
 
 

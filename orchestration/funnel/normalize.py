@@ -16,7 +16,11 @@ Everything is vectorised; the only per-value Python is `phonenumbers`, run once 
 shared/reference/entity_resolution_notes.md.
 """
 
+import functools
+import re
+import unicodedata
 from collections.abc import Mapping
+from typing import Any
 
 import phonenumbers
 import polars as pl
@@ -37,6 +41,8 @@ DEFAULT_LEAD_MAPPINGS: dict[str, dict[str, str]] = {
         "hs_additional_emails": "secondary_emails",
         "firstname": "first_name",
         "lastname": "last_name",
+        "firstname_kana": "first_name_reading",
+        "lastname_kana": "last_name_reading",
         "company": "company",
         "jobtitle": "title",
         "industry": "industry",
@@ -56,6 +62,8 @@ DEFAULT_LEAD_MAPPINGS: dict[str, dict[str, str]] = {
         "Email": "email",
         "FirstName": "first_name",
         "LastName": "last_name",
+        "FirstNameKana__c": "first_name_reading",
+        "LastNameKana__c": "last_name_reading",
         "Company": "company",
         "Title": "title",
         "Industry": "industry",
@@ -77,6 +85,8 @@ DEFAULT_LEAD_MAPPINGS: dict[str, dict[str, str]] = {
         "Email": "email",
         "FirstName": "first_name",
         "LastName": "last_name",
+        "FirstNameKana__c": "first_name_reading",
+        "LastNameKana__c": "last_name_reading",
         "Title": "title",
         "Phone": "phone",
         "MailingCountry": "country",
@@ -89,6 +99,19 @@ DEFAULT_LEAD_MAPPINGS: dict[str, dict[str, str]] = {
         "SystemModstamp": "updated_at",
         "IsDeleted": "is_deleted",
     },
+}
+
+# Mapping targets that are inputs of a canonical column rather than columns themselves: the kana
+# (フリガナ) fields feed `name_reading` and are dropped afterwards. A definition may map to these
+# besides the CANONICAL_LEAD_SCHEMA columns.
+MAPPING_INPUT_COLUMNS: tuple[str, ...] = ("first_name_reading", "last_name_reading")
+
+# Mobile-number fields read besides the mapped `phone` (pulled by crm_pull), per lead source.
+# `phone` keeps one number per record; see `_choose_phone` for which.
+MOBILE_PHONE_FIELDS: dict[str, str] = {
+    "hubspot:contacts": "mobilephone",
+    "salesforce:Lead": "MobilePhone",
+    "salesforce:Contact": "MobilePhone",
 }
 
 # The source objects whose rows are lead records.
@@ -193,12 +216,53 @@ FREE_MAIL_DOMAINS: frozenset[str] = frozenset(
         "ocn.ne.jp",
         "so-net.ne.jp",
         "excite.co.jp",
+        "yahoo.ne.jp",
+        "ybb.ne.jp",
+        "goo.jp",
+        "mail.goo.ne.jp",
+        "auone.jp",
+        "uqmobile.jp",
+        "rakumail.jp",
+        "emobile.ne.jp",
+        "disney.ne.jp",
+        "willcom.com",
+        "zoho.com",
+        "yandex.com",
+        "qq.com",
+        "163.com",
+        "naver.com",
+        "hotmail.co.uk",
+        "yahoo.co.uk",
+        "gmx.de",
+        "web.de",
     }
 )
 
-# Honorifics typed into name fields ("一郎 様", "Mr. John") are not part of the name.
-_HONORIFIC_SUFFIX_RE = r"\s*(?:様|殿|さん|氏|先生)$"
-_HONORIFIC_PREFIX_RE = r"^(?:mr|mrs|ms|miss|mx|dr|prof)\.?\s+"
+# Carriers and ISPs that hand out addresses on sub-domains (taro@xx.vodafone.ne.jp, the regional
+# servers of OCN, plala, BIGLOBE, so-net...): a domain ending in one of these is free mail too.
+FREE_MAIL_PARENT_DOMAINS: frozenset[str] = frozenset(
+    {
+        "vodafone.ne.jp",
+        "pdx.ne.jp",
+        "ocn.ne.jp",
+        "plala.or.jp",
+        "biglobe.ne.jp",
+        "so-net.ne.jp",
+        "nifty.ne.jp",
+        "dion.ne.jp",
+        "odn.ne.jp",
+        "infoweb.ne.jp",
+        "eonet.ne.jp",
+        "ezweb.ne.jp",
+        "docomo.ne.jp",
+        "softbank.ne.jp",
+    }
+)
+
+# Honorifics typed into name fields ("一郎 様", "Mr. John", "Mr.John", "Yamada-san") are not part
+# of the name. The romaji forms need the hyphen, which keeps a name such as "Hisan" whole.
+_HONORIFIC_SUFFIX_RE = r"\s*(?:様|殿|さん|氏|先生)$|(?i:-(?:san|sama|dono|sensei))$"
+_HONORIFIC_PREFIX_RE = r"^(?:mr|mrs|ms|miss|mx|dr|prof)(?:\.\s*|\s+)"
 _HONORIFIC_TOKENS = ("様", "殿", "さん", "氏", "先生")
 
 # Old/variant kanji (itaiji) that appear in names and company names -> the common form. A compact
@@ -343,6 +407,11 @@ _EN_LEGAL_FORMS = (
 _JA_LEGAL_RE = "|".join(_JA_LEGAL_FORMS)
 _JA_ABBR_RE = r"\((?:" + "|".join(_JA_ABBREVIATIONS) + r")\)"
 _EN_LEGAL_TAIL_RE = r"(?:(?:^|[\s,]+)(?:" + "|".join(_EN_LEGAL_FORMS) + r")\.?)+\s*$"
+# Romanised Japanese designators may also lead, as 前株 does ("Kabushiki Kaisha Toshiba",
+# "K.K. Foo"). Abbreviations only with their dots: "KK Wind Solutions" and "GK Software" are names.
+_EN_LEGAL_HEAD_RE = (
+    r"^(?:kabushiki\s*[gk]aisha|godo\s*kaisha|yugen\s*kaisha|k\.\s?k\.|g\.\s?k\.|y\.\s?k\.)[\s,]+"
+)
 # Zengin (bank transfer) style kana designators: "カ)ヤマダショウテン", "ヤマダショウテン(カ".
 _ZENGIN_RE = r"^[カユドゴシザ]\)|\([カユドゴ]$"
 # Dashes NFKC leaves alone; after katakana they stand for the long-vowel mark ー.
@@ -600,10 +669,36 @@ def email_is_role_expr(email: str | pl.Expr) -> pl.Expr:
     return local.str.contains(pattern)
 
 
+def domain_is_free_expr(domain: str | pl.Expr) -> pl.Expr:
+    """A free-mail domain, or a sub-domain of a carrier/ISP in FREE_MAIL_PARENT_DOMAINS."""
+    d = _as_expr(domain)
+    parents = "|".join(sorted(x.replace(".", r"\.") for x in FREE_MAIL_PARENT_DOMAINS))
+    return d.is_in(list(FREE_MAIL_DOMAINS)) | d.str.contains(r"(?:^|\.)(?:" + parents + r")$")
+
+
 def email_is_free_expr(email: str | pl.Expr) -> pl.Expr:
     """Free-mail providers (gmail.com, yahoo.co.jp, docomo.ne.jp...): never company evidence."""
+    return domain_is_free_expr(email_domain_expr(email))
+
+
+def website_domain_expr(col: str | pl.Expr) -> pl.Expr:
+    """A website as typed ("https://www.Acme.co.jp/ja/", "acme.co.jp") -> its host, lower case,
+    without scheme, `www.`, port or path; anything without a dotted host -> null."""
+    s = _as_expr(col).cast(pl.String).str.normalize("NFKC").str.strip_chars().str.to_lowercase()
+    s = s.str.replace(r"^[a-z][a-z0-9+.\-]*://", "").str.replace(r"^[^/@]*@", "")
+    host = s.str.extract(r"^([^/?#:\s]+)", 1).str.replace(r"^www\d*\.", "").str.strip_chars(".")
+    return pl.when(host.str.contains(r"^[\p{L}\p{N}\-]+(?:\.[\p{L}\p{N}\-]+)+$")).then(host)
+
+
+def company_domain_expr(email: str | pl.Expr, website: str | pl.Expr) -> pl.Expr:
+    """The organisation's domain: the email's domain unless it is free mail (a role address such
+    as info@acme.co.jp still names the company), else the website's host; never free mail."""
     domain = email_domain_expr(email)
-    return domain.is_in(list(FREE_MAIL_DOMAINS))
+    host = website_domain_expr(website)
+    return pl.coalesce(
+        pl.when(~domain_is_free_expr(domain).fill_null(True)).then(domain),
+        pl.when(~domain_is_free_expr(host).fill_null(True)).then(host),
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -650,6 +745,106 @@ def name_key_expr(first: str | pl.Expr, last: str | pl.Expr) -> pl.Expr:
     return _empty_to_null(joined)
 
 
+# Katakana ァ..ヶ (U+30A1..U+30F6) sit exactly 0x60 above hiragana ぁ..ゖ; the long-vowel mark ー
+# has no hiragana form and stays as it is.
+KATAKANA_TO_HIRAGANA: dict[str, str] = {chr(c): chr(c - 0x60) for c in range(0x30A1, 0x30F7)}
+# Honorifics as they appear in reading fields, after the katakana -> hiragana step.
+_READING_HONORIFIC_RE = r"\s*(?:様|殿|氏|先生|さま|さん|どの|せんせい)$"
+
+
+def kana_reading_expr(col: str | pl.Expr) -> pl.Expr:
+    """One kana (フリガナ) name part -> hiragana without spaces: ヤマダ == やまだ == ﾔﾏﾀﾞ.
+
+    NFKC turns half-width katakana into full-width (ﾀﾞ -> ダ), a fixed code-point offset turns
+    katakana into hiragana, then honorifics and spaces go.
+    """
+    s = clean_text_expr(col).str.replace_many(KATAKANA_TO_HIRAGANA).str.to_lowercase()
+    s = s.str.replace(_READING_HONORIFIC_RE, "").str.replace_all(r"[\s・]", "")
+    return _empty_to_null(s)
+
+
+def name_reading_expr(first: str | pl.Expr, last: str | pl.Expr) -> pl.Expr:
+    """Order-free reading key like `name_key_expr`: the hiragana parts sorted, joined by a space.
+
+    (タロウ, ヤマダ) == (やまだ, たろう); a record with only the family reading keys on that part
+    alone; no reading at all -> null.
+    """
+    parts = pl.concat_list(kana_reading_expr(first), kana_reading_expr(last))
+    return _empty_to_null(parts.list.drop_nulls().list.sort().list.join(" "))
+
+
+# German and Nordic letters as their conventional ASCII spellings, so "Krüger" == "Krueger";
+# other accents are dropped by NFKD below.
+_LATIN_FOLD: dict[str, str] = {"ä": "ae", "ö": "oe", "ü": "ue", "ß": "ss", "ø": "oe", "æ": "ae"}
+# Hepburn long vowels written every way CRMs see them: Satou/Satoh/Satō -> sato, Yuuichi -> yuichi,
+# Oono/Ohno -> ono. Applied to both sides, so only the comparison key changes.
+_LONG_VOWELS: tuple[tuple[str, str], ...] = (
+    (r"ou", "o"),
+    (r"oo", "o"),
+    (r"uu", "u"),
+    (r"oh([^aeiouy]|$)", "o${1}"),
+)
+
+
+@functools.cache
+def _kakasi() -> Any:
+    # pykakasi loads its dictionaries once (about 0.3 s); most runs never need it.
+    import pykakasi
+
+    return pykakasi.kakasi()
+
+
+def _romaji_part(text: str) -> str:
+    """One name part in ASCII: Japanese script via pykakasi's Hepburn (a dictionary reading of a
+    kanji name is a guess, which is why identity weighs this key below an exact name), Latin
+    letters folded."""
+    if re.search(r"[\u3040-\u30ff\u3400-\u9fff]", text):
+        text = "".join(item["hepburn"] for item in _kakasi().convert(text))
+    else:
+        text = "".join(_LATIN_FOLD.get(ch, ch) for ch in text.lower())
+        text = "".join(
+            ch for ch in unicodedata.normalize("NFKD", text) if not unicodedata.combining(ch)
+        )
+    return re.sub(r"[^a-z]", "", text.lower())
+
+
+def name_romaji(
+    first: pl.Series, last: pl.Series, first_reading: pl.Series, last_reading: pl.Series
+) -> pl.Series:
+    """Order-free romaji key of a person's name: 鈴木 雄一 == "Yuichi Suzuki" == すずき ゆういち.
+
+    Each part is romanised from its kana reading when there is one (the person's own), else from
+    the name itself; long vowels are folded; the parts are sorted and joined by a space like
+    `name_key_expr`. pykakasi is Python, so it runs once per distinct part, not per record.
+    """
+    parts = pl.DataFrame(
+        {"first": first, "last": last, "first_r": first_reading, "last_r": last_reading},
+        schema={c: pl.String for c in ("first", "last", "first_r", "last_r")},
+    ).with_columns(
+        pl.coalesce("first_r", clean_person_name_expr("first")).alias("f"),
+        pl.coalesce("last_r", clean_person_name_expr("last")).alias("l"),
+    )
+    distinct = pl.concat([parts["f"], parts["l"]]).drop_nulls().unique()
+    table = {v: _romaji_part(v) for v in distinct.to_list()}
+    folded = pl.Series("k", list(table.values()), dtype=pl.String)
+    for pattern, replacement in _LONG_VOWELS:
+        folded = folded.str.replace_all(pattern, replacement)
+    mapping = dict(zip(table.keys(), folded.to_list(), strict=True))
+    key = (
+        parts.select(
+            pl.concat_list(
+                pl.col("f").replace_strict(mapping, default=None, return_dtype=pl.String),
+                pl.col("l").replace_strict(mapping, default=None, return_dtype=pl.String),
+            )
+            .list.eval(pl.element().filter(pl.element().is_not_null() & (pl.element() != "")))
+            .list.sort()
+            .list.join(" ")
+            .alias("k")
+        )
+    )["k"]
+    return key.replace("", None).alias("name_romaji")
+
+
 def has_japanese_script_expr(col: str | pl.Expr) -> pl.Expr:
     """True when the text contains kana or kanji."""
     return _as_expr(col).str.contains(_JAPANESE_SCRIPT_RE).fill_null(False)
@@ -671,7 +866,7 @@ def company_key_expr(col: str | pl.Expr) -> pl.Expr:
     s = s.str.replace_all(_KATAKANA_DASH_RE, "${1}ー")
     s = s.str.replace_all(_JA_LEGAL_RE, " ").str.replace_all(_JA_ABBR_RE, " ")
     s = s.str.strip_chars().str.replace_all(_ZENGIN_RE, "")
-    s = s.str.replace(_EN_LEGAL_TAIL_RE, "")
+    s = s.str.replace(_EN_LEGAL_TAIL_RE, "").str.replace(_EN_LEGAL_HEAD_RE, "")
     s = s.str.replace_many(ITAIJI_FOLD).str.replace_all(_COMPANY_PUNCT_RE, "")
     return _empty_to_null(s)
 
@@ -689,21 +884,42 @@ def country_code_expr(col: str | pl.Expr) -> pl.Expr:
     return pl.coalesce(aliased, two_letter)
 
 
-def _phone_e164_one(value: str, region: str | None) -> str | None:
+# phonenumbers' number types -> `phone_type`. Numbers that may be either (the US and Canada do not
+# tell mobile from fixed by number) count as fixed. Japan's 0570 navi-dial is a shared-cost
+# representative line; phonenumbers' metadata files it as UAN (universal access number), which is
+# the same thing for us: a company switchboard, never a person's own line.
+_PHONE_TYPES: dict[int, str] = {
+    phonenumbers.PhoneNumberType.MOBILE: "mobile",
+    phonenumbers.PhoneNumberType.FIXED_LINE: "fixed",
+    phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE: "fixed",
+    phonenumbers.PhoneNumberType.TOLL_FREE: "toll_free",
+    phonenumbers.PhoneNumberType.SHARED_COST: "shared_cost",
+    phonenumbers.PhoneNumberType.UAN: "shared_cost",
+    phonenumbers.PhoneNumberType.VOIP: "voip",
+}
+# Phone types that name a company line (free dial 0120/0800, navi-dial 0570), not a person.
+SHARED_PHONE_TYPES: tuple[str, ...] = ("toll_free", "shared_cost")
+PHONE_SCHEMA: dict[str, pl.DataType] = {"phone": pl.String(), "phone_type": pl.String()}
+
+
+def _parse_phone_one(value: str, region: str | None) -> tuple[str | None, str | None]:
     try:
         parsed = phonenumbers.parse(value, region)
     except phonenumbers.NumberParseException:
-        return None
+        return None, None
     if not phonenumbers.is_valid_number(parsed):
-        return None
-    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+        return None, None
+    e164 = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+    return e164, _PHONE_TYPES.get(phonenumbers.number_type(parsed), "other")
 
 
-def phone_e164(values: pl.Series, default_region_by_row: pl.Series) -> pl.Series:
-    """Phone numbers -> E.164 (invalid -> null), each parsed with its row's default region.
+def parse_phones(values: pl.Series, default_region_by_row: pl.Series) -> pl.DataFrame:
+    """Phone numbers -> PHONE_SCHEMA rows (E.164 and type; invalid -> nulls), each parsed with
+    its row's default region; one output row per input row, in order.
 
     Full-width digits and dashes are folded by NFKC first. `phonenumbers` is Python, so it runs
-    once per distinct (number, region) pair and the result is joined back onto the rows.
+    once per distinct (number, region) pair, giving both the E.164 form and the number type, and
+    the result is joined back onto the rows.
     """
     frame = pl.DataFrame(
         {
@@ -712,13 +928,35 @@ def phone_e164(values: pl.Series, default_region_by_row: pl.Series) -> pl.Series
         }
     ).with_row_index("_row")
     pairs = frame.select("value", "region").unique().filter(pl.col("value").is_not_null())
-    e164 = [
-        _phone_e164_one(v, r)
+    parsed = [
+        _parse_phone_one(v, r)
         for v, r in zip(pairs["value"].to_list(), pairs["region"].to_list(), strict=True)
     ]
-    pairs = pairs.with_columns(pl.Series("e164", e164, dtype=pl.String))
+    pairs = pairs.with_columns(
+        pl.Series("phone", [p[0] for p in parsed], dtype=pl.String),
+        pl.Series("phone_type", [p[1] for p in parsed], dtype=pl.String),
+    )
     out = frame.join(pairs, on=["value", "region"], how="left", nulls_equal=True).sort("_row")
-    return out["e164"].alias(values.name)
+    return out.select(pl.col(c).cast(t) for c, t in PHONE_SCHEMA.items())
+
+
+def phone_e164(values: pl.Series, default_region_by_row: pl.Series) -> pl.Series:
+    """Phone numbers -> E.164 (invalid -> null); `parse_phones` without the type."""
+    return parse_phones(values, default_region_by_row)["phone"].alias(values.name)
+
+
+def phone_rank_expr(phone_type: str | pl.Expr) -> pl.Expr:
+    """How good a number is as a person's phone, lower is better: mobile 0, other personal lines
+    (fixed, VoIP, other, unknown) 1, toll-free / shared-cost company lines 2."""
+    t = _as_expr(phone_type)
+    rank = (
+        pl.when(t == "mobile")
+        .then(pl.lit(0))
+        .when(t.is_in(SHARED_PHONE_TYPES))
+        .then(pl.lit(2))
+        .otherwise(pl.lit(1))
+    )
+    return _keep_name(rank, phone_type)
 
 
 # --------------------------------------------------------------------------------------------
@@ -739,8 +977,7 @@ def _mapped_frame(df: pl.DataFrame, source_key: str, field_map: Mapping[str, str
     for field, canonical in field_map.items():
         feeds.setdefault(canonical, []).append(_raw_col(df, field))
     if source_key == "hubspot:contacts":
-        # A HubSpot contact often has only a mobile number; archived contacts count as deleted.
-        feeds.setdefault("phone", []).append(_raw_col(df, "mobilephone"))
+        # Archived contacts count as deleted.
         feeds.setdefault("is_deleted", []).append(_raw_col(df, "archived"))
     exprs = [pl.coalesce(*e).alias(c) if len(e) > 1 else e[0].alias(c) for c, e in feeds.items()]
 
@@ -764,6 +1001,10 @@ def _mapped_frame(df: pl.DataFrame, source_key: str, field_map: Mapping[str, str
         *exprs,
         link_expr,
         _raw_col(df, "AccountId").alias("_account_id"),
+        # The mobile field competes with the mapped phone in _choose_phone.
+        _raw_col(df, MOBILE_PHONE_FIELDS[source_key]).alias("_mobile_phone")
+        if source_key in MOBILE_PHONE_FIELDS
+        else pl.lit(None, dtype=pl.String).alias("_mobile_phone"),
     )
     return out.filter(pl.col("source_id").is_not_null() & (pl.col("source_id") != ""))
 
@@ -779,6 +1020,7 @@ def _with_account_fields(frame: pl.DataFrame, raw: Mapping[str, pl.DataFrame]) -
         _raw_col(accounts, "Industry").alias("_acc_industry"),
         _raw_col(accounts, "NumberOfEmployees").alias("_acc_employees"),
         _raw_col(accounts, "BillingCountry").alias("_acc_country"),
+        _raw_col(accounts, "Website").alias("_website"),
     ).unique("_account_id", keep="first")
     joined = frame.join(acc, on="_account_id", how="left")
     fills = {
@@ -798,7 +1040,8 @@ def _with_account_fields(frame: pl.DataFrame, raw: Mapping[str, pl.DataFrame]) -
 
 def _finish_leads(frame: pl.DataFrame) -> pl.DataFrame:
     """Raw canonical strings -> typed, normalised CANONICAL_LEAD_SCHEMA columns."""
-    for name in CANONICAL_LEAD_SCHEMA:
+    inputs = [*CANONICAL_LEAD_SCHEMA, *MAPPING_INPUT_COLUMNS, "_mobile_phone", "_website"]
+    for name in inputs:
         if name not in frame.columns and name != "linked_record_ids":
             frame = frame.with_columns(pl.lit(None, dtype=pl.String).alias(name))
     frame = frame.with_columns(pl.col("secondary_emails").cast(pl.String))
@@ -850,7 +1093,18 @@ def _finish_leads(frame: pl.DataFrame) -> pl.DataFrame:
         email_is_role_expr("email").alias("email_is_role"),
         email_is_free_expr("email").alias("email_is_free"),
         name_key_expr("first_name", "last_name").alias("name_key"),
+        given_name_key_expr("first_name").alias("given_key"),
+        given_name_key_expr("last_name").alias("family_key"),
+        name_reading_expr("first_name_reading", "last_name_reading").alias("name_reading"),
+        name_romaji(
+            frame["first_name"],
+            frame["last_name"],
+            frame.select(kana_reading_expr("first_name_reading"))["first_name_reading"],
+            frame.select(kana_reading_expr("last_name_reading"))["last_name_reading"],
+        ),
         company_key_expr("company").alias("company_key"),
+        company_domain_expr("email", "_website").alias("company_domain"),
+        _empty_to_null(pl.col("source_account_id").str.strip_chars()),
         locale.alias("locale"),
         pl.concat_str("source_system", "source_object", "source_id", separator=":").alias(
             "record_id"
@@ -866,7 +1120,7 @@ def _finish_leads(frame: pl.DataFrame) -> pl.DataFrame:
         pl.when(pl.col("locale") == "ja").then(pl.lit("JP")).otherwise(pl.lit("US")),
     )
     regions = frame.select(region.alias("r"))["r"]
-    frame = frame.with_columns(phone_e164(frame["phone"], regions).alias("phone"))
+    frame = _choose_phone(frame, regions)
     frame = frame.with_columns(
         pl.col("linked_record_ids")
         .list.eval(pl.element().filter(pl.element().is_not_null()))
@@ -879,6 +1133,39 @@ def _finish_leads(frame: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def _choose_phone(frame: pl.DataFrame, regions: pl.Series) -> pl.DataFrame:
+    """`phone` / `phone_type`: the record's best personal number of its phone and mobile fields.
+
+    Rule: the better `phone_rank_expr` wins (mobile over fixed/VoIP/other over toll-free and
+    shared-cost lines, so a 0120/0570 switchboard is kept only when nothing else is there); on a
+    tie the mobile field wins (it names the person's own line, while the phone field is often the
+    office's; in the US and Canada, where numbers do not tell mobile from fixed, it is the only
+    hint). Both fields are parsed in one `parse_phones` pass.
+    """
+    n = frame.height
+    parsed = parse_phones(
+        pl.concat([frame["phone"].cast(pl.String), frame["_mobile_phone"].cast(pl.String)]),
+        pl.concat([regions, regions]),
+    )
+    main, mobile = parsed.slice(0, n), parsed.slice(n, n)
+    both = frame.with_columns(
+        main["phone"].alias("_p"),
+        main["phone_type"].alias("_p_type"),
+        mobile["phone"].alias("_m"),
+        mobile["phone_type"].alias("_m_type"),
+    )
+    take_mobile = pl.col("_m").is_not_null() & (
+        pl.col("_p").is_null() | (phone_rank_expr("_m_type") <= phone_rank_expr("_p_type"))
+    )
+    return both.with_columns(
+        pl.when(take_mobile).then(pl.col("_m")).otherwise(pl.col("_p")).alias("phone"),
+        pl.when(take_mobile)
+        .then(pl.col("_m_type"))
+        .otherwise(pl.col("_p_type"))
+        .alias("phone_type"),
+    ).drop("_p", "_p_type", "_m", "_m_type")
+
+
 def normalize_leads(
     raw: Mapping[str, pl.DataFrame], mappings: Mapping[str, Mapping[str, str]]
 ) -> pl.DataFrame:
@@ -886,10 +1173,13 @@ def normalize_leads(
 
     `mappings` is the lead definition's source key -> {CRM field -> canonical column}
     (DEFAULT_LEAD_MAPPINGS is the shipped definition); sources without a mapping or without rows
-    contribute nothing. Beyond the mapping: HubSpot's phone falls back to `mobilephone`, a
-    Contact takes company, industry, size (and country when missing) from its Account, and hard
-    links come from HubSpot's Salesforce ids and merged ids and Salesforce's ConvertedContactId
-    and MasterRecordId.
+    contribute nothing. Beyond the mapping: the mobile field (MOBILE_PHONE_FIELDS) competes with
+    the mapped phone (`_choose_phone`: mobile first, never a toll-free or shared-cost line when
+    another number exists); a Contact takes company, industry, size (and country when missing)
+    from its Account, keeps its AccountId as `source_account_id` and falls back to the Account's
+    website for `company_domain`; the kana fields mapped to `first_name_reading` /
+    `last_name_reading` become `name_reading`; hard links come from HubSpot's Salesforce ids and
+    merged ids and Salesforce's ConvertedContactId and MasterRecordId.
     """
     parts: list[pl.DataFrame] = []
     for source_key, field_map in mappings.items():
@@ -900,8 +1190,11 @@ def normalize_leads(
             continue
         mapped = _mapped_frame(df, source_key, field_map)
         if source_key == "salesforce:Contact":
-            mapped = _with_account_fields(mapped, raw)
-        parts.append(mapped.drop("_account_id"))
+            # A Contact's AccountId is identity evidence (different Accounts veto a merge).
+            mapped = _with_account_fields(mapped, raw).rename({"_account_id": "source_account_id"})
+        else:
+            mapped = mapped.drop("_account_id")
+        parts.append(mapped)
     if not parts:
         return empty_frame(CANONICAL_LEAD_SCHEMA)
     return _merged_away_are_deleted(_finish_leads(pl.concat(parts, how="diagonal_relaxed")))

@@ -1,7 +1,8 @@
 """Golden records: one unified lead per identity cluster, and the CRM records to write back to.
 
 Survivorship (per field; entity_resolution_notes.md §5.5), all computed by sorting the members
-and taking the first non-null value per cluster:
+(by a field-specific rank first where one is given) and taking the first non-null value per
+cluster:
 
 * record order for "most recent": live records before deleted ones, then `updated_at` descending
   (nulls last), then `record_id` (so ties are deterministic).
@@ -16,12 +17,24 @@ and taking the first non-null value per cluster:
 * `email`: a non-role address of the most recent live record (role mailboxes only when nothing
   else exists); `secondary_emails` are all other distinct addresses of all members;
   `email_domain` / `email_is_free` describe the chosen address.
-* `first_name` + `last_name`: taken together from the most recent record that has a name, so
-  first and last name never come from two records that disagree on the order.
-* `company` (and `company_key` derived from it), `phone`, `title`, `industry`, `employee_count`,
-  `country`, `locale`, `lead_source`: most recent non-null in the order above.
+* `first_name` + `last_name`: taken together from one record, so first and last name never come
+  from two records that disagree on the order: the most complete name first (both parts over
+  one), among those a record with a kana reading (`name_reading`: whoever typed the reading
+  usually typed the name with care, and it is the record a salutation can be checked against),
+  then the order above.
+* `phone`: a mobile number over a fixed (or VoIP/other) one, and a toll-free or shared-cost
+  company line (0120, 0800, 0570) only when no member has anything else; then the order above.
+* `company` (and `company_key` derived from it): an Account-backed Salesforce Contact (the
+  company is the Account's name) over HubSpot over free text (a Lead's Company field); then the
+  order above.
+* `title`, `industry`, `employee_count`, `country`, `locale`, `lead_source`: most recent non-null
+  in the order above.
 * `created_at` = min, `updated_at` = max; `is_deleted` = every member is deleted.
 * `has_open_opportunity` / `has_won_opportunity` from the outcomes of any member.
+
+`provenance` records where each surviving value came from: for every field in PROVENANCE_FIELDS
+the record_id that supplied it (null when the value is null); for the consent flags and
+`sf_is_converted` the sorted record_ids of every member that set them.
 """
 
 import polars as pl
@@ -32,6 +45,40 @@ from orchestration.funnel.normalize import (
     email_domain_expr,
     email_is_free_expr,
     email_is_role_expr,
+    phone_rank_expr,
+)
+
+# Fields whose surviving value comes from one record: provenance holds that record's id.
+PROVENANCE_FIELDS: tuple[str, ...] = (
+    "email",
+    "first_name",
+    "last_name",
+    "company",
+    "phone",
+    "title",
+    "industry",
+    "employee_count",
+    "country",
+    "locale",
+    "lead_source",
+    "owner_id",
+    "sf_status",
+    "hs_lifecyclestage",
+    "created_at",
+    "updated_at",
+)
+# Flags any member can set (the most restrictive wins): provenance lists every record that did.
+PROVENANCE_LIST_FIELDS: tuple[str, ...] = (
+    "opted_out",
+    "do_not_contact",
+    "bounced",
+    "sf_is_converted",
+)
+PROVENANCE_DTYPE = pl.Struct(
+    {
+        **{f: pl.String() for f in PROVENANCE_FIELDS},
+        **{f: pl.List(pl.String()) for f in PROVENANCE_LIST_FIELDS},
+    }
 )
 
 GOLDEN_SCHEMA: dict[str, pl.DataType] = {
@@ -65,7 +112,9 @@ GOLDEN_SCHEMA: dict[str, pl.DataType] = {
     "has_open_opportunity": pl.Boolean(),
     "has_won_opportunity": pl.Boolean(),
     "is_deleted": pl.Boolean(),
+    "provenance": PROVENANCE_DTYPE,  # field -> the record_id(s) its value came from
 }
+
 
 TARGET_SCHEMA: dict[str, pl.DataType] = {
     "unified_id": pl.String(),
@@ -78,8 +127,6 @@ TARGET_SCHEMA: dict[str, pl.DataType] = {
 }
 
 _MOST_RECENT_FIELDS = (
-    "company",
-    "phone",
     "title",
     "industry",
     "employee_count",
@@ -102,14 +149,19 @@ def _members(leads: pl.DataFrame, identity: pl.DataFrame) -> pl.DataFrame:
 def _first_by(
     members: pl.DataFrame, rank: pl.Expr | None, columns: list[str], *, where: pl.Expr | None = None
 ) -> pl.DataFrame:
-    """Per unified_id, the first non-null value of each column in (rank, recency) order."""
+    """Per unified_id, the first non-null value of each column in (rank, recency) order, and in
+    `_src_<column>` the record_id it came from."""
     frame = members if where is None else members.filter(where)
     keys = ([rank.alias("_rank")] if rank is not None else []) + [pl.col(k) for k in _RECENT_KEYS]
     desc = ([False] if rank is not None else []) + _RECENT_DESC
     ordered = frame.sort(keys, descending=desc, nulls_last=True)
     # group_by keeps the frame's row order inside each group, so first() honours the sort.
     return ordered.group_by("unified_id").agg(
-        pl.col(c).drop_nulls().first().alias(c) for c in columns
+        *(pl.col(c).drop_nulls().first().alias(c) for c in columns),
+        *(
+            pl.col("record_id").filter(pl.col(c).is_not_null()).first().alias(f"_src_{c}")
+            for c in columns
+        ),
     )
 
 
@@ -123,6 +175,12 @@ def golden_records(
     members = _members(leads, identity).with_columns(
         pl.col("is_deleted").fill_null(False).alias("_deleted")
     )
+    # Frames persisted before these columns existed read as if they were all null.
+    members = members.with_columns(
+        pl.lit(None, dtype=pl.String).alias(c)
+        for c in ("phone_type", "name_reading", "source_account_id")
+        if c not in members.columns
+    )
     if members.height == 0:
         return pl.DataFrame(schema=GOLDEN_SCHEMA)
 
@@ -134,8 +192,35 @@ def golden_records(
         pl.col("created_at").min().alias("created_at"),
         pl.col("updated_at").max().alias("updated_at"),
         pl.col("_deleted").all().alias("is_deleted"),
+        *(
+            pl.col("record_id").filter(pl.col(c).fill_null(False)).sort().alias(f"_src_{c}")
+            for c in PROVENANCE_LIST_FIELDS
+        ),
+        # Ties (two records created in the same instant) go to the smallest record_id.
+        pl.col("record_id")
+        .filter(pl.col("created_at") == pl.col("created_at").min())
+        .min()
+        .alias("_src_created_at"),
+        pl.col("record_id")
+        .filter(pl.col("updated_at") == pl.col("updated_at").max())
+        .min()
+        .alias("_src_updated_at"),
     )
     general = _first_by(members, None, list(_MOST_RECENT_FIELDS))
+    phone = _first_by(members, phone_rank_expr("phone_type"), ["phone"])
+    # The company as an Account names it beats HubSpot's property, which beats a Lead's free text.
+    company_rank = (
+        pl.when(
+            (pl.col("source_system") == "salesforce")
+            & (pl.col("source_object") == "Contact")
+            & pl.col("source_account_id").is_not_null()
+        )
+        .then(0)
+        .when(pl.col("source_system") == "hubspot")
+        .then(1)
+        .otherwise(2)
+    )
+    company = _first_by(members, company_rank, ["company"])
 
     salesforce_rank = (
         pl.when(pl.col("source_object") == "Contact")
@@ -148,13 +233,24 @@ def golden_records(
     hubspot_rank = pl.when(pl.col("source_system") == "hubspot").then(0).otherwise(1)
     lifecycle = _first_by(members, hubspot_rank, ["hs_lifecyclestage"])
 
-    # Names travel as a pair from one record.
-    names = _first_by(
-        members.with_columns(pl.struct("first_name", "last_name").alias("_name")),
-        None,
-        ["_name"],
-        where=pl.col("first_name").is_not_null() | pl.col("last_name").is_not_null(),
-    ).unnest("_name")
+    # Names travel as a pair from one record: both parts over one, then a record with a reading.
+    name_rank = (pl.col("first_name").is_null() | pl.col("last_name").is_null()).cast(
+        pl.Int8
+    ) * 2 + pl.col("name_reading").is_null().cast(pl.Int8)
+    names = (
+        _first_by(
+            members.with_columns(pl.struct("first_name", "last_name").alias("_name")),
+            name_rank,
+            ["_name"],
+            where=pl.col("first_name").is_not_null() | pl.col("last_name").is_not_null(),
+        )
+        .unnest("_name")
+        .with_columns(
+            pl.when(pl.col(c).is_not_null()).then(pl.col("_src__name")).alias(f"_src_{c}")
+            for c in ("first_name", "last_name")
+        )
+        .drop("_src__name")
+    )
 
     role = email_is_role_expr("email").fill_null(False)
     primary = _first_by(members, role, ["email"], where=pl.col("email").is_not_null())
@@ -174,6 +270,8 @@ def golden_records(
 
     golden = (
         base.join(general, on="unified_id", how="left")
+        .join(phone, on="unified_id", how="left")
+        .join(company, on="unified_id", how="left")
         .join(sales, on="unified_id", how="left")
         .join(lifecycle, on="unified_id", how="left")
         .join(names, on="unified_id", how="left")
@@ -188,6 +286,10 @@ def golden_records(
             email_domain_expr("email").alias("email_domain"),
             email_is_free_expr("email").alias("email_is_free"),
             company_key_expr("company").alias("company_key"),
+            pl.struct(
+                *(pl.col(f"_src_{f}").alias(f) for f in PROVENANCE_FIELDS),
+                *(pl.col(f"_src_{f}").alias(f) for f in PROVENANCE_LIST_FIELDS),
+            ).alias("provenance"),
         )
     )
     golden = _with_opportunity_flags(golden, outcomes)

@@ -11,17 +11,24 @@ from orchestration.funnel.normalize import (
     DEFAULT_LEAD_MAPPINGS,
     OUTCOME_SCHEMA,
     classify_form_expr,
+    clean_person_name_expr,
+    company_domain_expr,
     company_key_expr,
     country_code_expr,
     email_is_free_expr,
     email_is_role_expr,
+    kana_reading_expr,
     name_key_expr,
+    name_reading_expr,
     normalize_activities,
     normalize_email_expr,
     normalize_leads,
     normalize_outcomes,
     parse_int_expr,
+    parse_phones,
     phone_e164,
+    phone_rank_expr,
+    website_domain_expr,
 )
 
 
@@ -206,6 +213,237 @@ def test_employee_count_ranges() -> None:
 )
 def test_form_classification(name: str, expected: str) -> None:
     assert _apply(classify_form_expr("v"), [name]) == [expected]
+
+
+# ---------------------------------------------------------- issue 5: gaps in the field normalisers
+
+
+def test_email_full_width_address() -> None:
+    assert _apply(normalize_email_expr("v"), ["ｔａｒｏ＠ｅｘａｍｐｌｅ．ｊｐ"]) == [
+        "taro@example.jp"
+    ]
+
+
+def test_email_plus_tag_stripped_but_dots_kept_outside_gmail() -> None:
+    got = _apply(
+        normalize_email_expr("v"),
+        ["Taro.Yamada+crm@Yahoo.co.jp", "taro.yamada+a+b@example.co.jp", "t.yamada+x@gmail.com"],
+    )
+    assert got == ["taro.yamada@yahoo.co.jp", "taro.yamada@example.co.jp", "tyamada@gmail.com"]
+
+
+@pytest.mark.parametrize(
+    "local",
+    ["info", "sales", "support", "toiawase", "otoiawase", "soumu", "eigyo", "info-jp", "sales2"],
+)
+def test_role_local_parts(local: str) -> None:
+    assert _apply(email_is_role_expr("v"), [f"{local}@acme.co.jp"]) == [True]
+
+
+def test_person_local_parts_are_not_role() -> None:
+    emails = ["taro.yamada@acme.co.jp", "infotaro@acme.co.jp", "s.sales@acme.com"]
+    assert _apply(email_is_role_expr("v"), emails) == [False, False, False]
+
+
+@pytest.mark.parametrize(
+    "domain",
+    [
+        "docomo.ne.jp",
+        "ezweb.ne.jp",
+        "au.com",
+        "i.softbank.jp",
+        "softbank.ne.jp",
+        "ymobile.ne.jp",
+        "t.vodafone.ne.jp",  # legacy carrier addresses live on sub-domains
+        "abc.ocn.ne.jp",  # ISP regional servers
+        "icloud.com",
+        "outlook.jp",
+        "yahoo.co.jp",
+    ],
+)
+def test_free_mail_includes_japanese_carriers_and_isps(domain: str) -> None:
+    assert _apply(email_is_free_expr("v"), [f"taro@{domain}"]) == [True]
+
+
+def test_company_domains_are_not_free_mail() -> None:
+    emails = ["a@acme.co.jp", "a@nttdocomo.co.jp", "a@mydocomo.ne.jp", "a@softbank.jp"]
+    assert _apply(email_is_free_expr("v"), emails) == [False] * 4
+
+
+def test_honorifics_removed_from_name_parts() -> None:
+    got = _apply(
+        clean_person_name_expr("v"),
+        [
+            "太郎 様",
+            "山田様",
+            "山田殿",
+            "花子さん",
+            "山田氏",
+            "佐藤先生",
+            "Mr. John",
+            "Ms.Jane",
+            "Dr John",
+            "Mrs. Smith",
+            "Yamada-san",
+            "Drew",
+            "Mrinal",
+            "Misaki",
+        ],
+    )
+    assert got == [
+        "太郎",
+        "山田",
+        "山田",
+        "花子",
+        "山田",
+        "佐藤",
+        "John",
+        "Jane",
+        "John",
+        "Smith",
+        "Yamada",
+        "Drew",
+        "Mrinal",
+        "Misaki",
+    ]
+
+
+def test_name_key_order_free_across_fields_and_one_field() -> None:
+    df = pl.DataFrame(
+        {
+            "first": ["太郎", "山田", "山田 太郎", "太郎 山田", "山田　太郎 様", None, "Mr.John"],
+            "last": ["山田", "太郎", None, None, None, "山田 太郎 様", "Smith"],
+        }
+    )
+    keys = df.select(name_key_expr("first", "last"))["first"].to_list()
+    assert len(set(keys[:6])) == 1
+    assert keys[6] == "john smith"
+
+
+@pytest.mark.parametrize(
+    ("variant", "common"), [("髙橋", "高橋"), ("渡邊", "渡辺"), ("齋藤", "斎藤")]
+)
+def test_name_key_itaiji_folded(variant: str, common: str) -> None:
+    df = pl.DataFrame({"first": ["健", "健"], "last": [variant, common]})
+    keys = df.select(name_key_expr("first", "last"))["first"].to_list()
+    assert keys[0] == keys[1]
+    assert common in keys[0]
+
+
+def test_company_key_designators_before_or_after() -> None:
+    groups = [
+        ["株式会社日立製作所", "（株）日立製作所", "㈱日立製作所", "日立製作所 株式会社"],
+        ["Toyota Motor Co., Ltd.", "TOYOTA MOTOR CORPORATION"],
+        ["Acme GmbH", "Acme", "Acme, Inc.", "ACME Ltd."],
+        ["K.K. Foo", "Foo K.K.", "Foo Kabushiki Kaisha", "Kabushiki Kaisha Foo", "Foo KK"],
+        ["カ)ヤマダショウテン", "ｶ)ﾔﾏﾀﾞｼｮｳﾃﾝ", "ﾔﾏﾀﾞｼｮｳﾃﾝ(ｶ"],
+        ["有限会社 山田商店", "山田商店(有)", "㈲山田商店"],
+    ]
+    for names in groups:
+        assert len(set(_apply(company_key_expr("v"), names))) == 1, names
+
+
+def test_company_key_keeps_group_holdings_japan_and_name_abbreviations() -> None:
+    keys = _apply(
+        company_key_expr("v"),
+        [
+            "ソフトバンク株式会社",
+            "ソフトバンクグループ株式会社",
+            "Acme",
+            "Acme Holdings, Inc.",
+            "Acme Group",
+            "SAP Japan",
+            "SAP SE",
+            "KK Wind Solutions",  # "KK" without dots is part of the name, not a designator
+            "GK Software SE",
+        ],
+    )
+    assert keys[0] == "ソフトバンク" and keys[1] == "ソフトバンクグループ"
+    assert len({keys[2], keys[3], keys[4]}) == 3
+    assert (keys[5], keys[6]) == ("sapjapan", "sap")
+    assert (keys[7], keys[8]) == ("kkwindsolutions", "gksoftware")
+
+
+def test_kana_reading_width_script_spaces_honorifics() -> None:
+    got = _apply(
+        kana_reading_expr("v"),
+        ["ヤマダ", "やまだ", "ﾔﾏﾀﾞ", "ヤマダ　様", "サトー", "ヤマ ダ", "ヴァン", "", None],
+    )
+    assert got == ["やまだ", "やまだ", "やまだ", "やまだ", "さとー", "やまだ", "ゔぁん", None, None]
+
+
+def test_name_reading_is_order_free() -> None:
+    df = pl.DataFrame(
+        {
+            "first": ["タロウ", "やまだ", "ﾀﾛｳ", None, None, "タロウ"],
+            "last": ["ヤマダ", "たろう", "ﾔﾏﾀﾞ", "ヤマダ", None, None],
+        }
+    )
+    keys = df.select(name_reading_expr("first", "last"))["first"].to_list()
+    assert keys[:3] == ["たろう やまだ"] * 3
+    assert keys[3:] == ["やまだ", None, "たろう"]
+
+
+def test_website_host() -> None:
+    got = _apply(
+        website_domain_expr("v"),
+        [
+            "https://www.Acme.co.jp/ja/",
+            "acme.co.jp",
+            "http://acme.com:8080/x?y=1",
+            "www2.foo.jp",
+            "ｗｗｗ．ａｃｍｅ．ｊｐ",
+            "n/a",
+            "",
+            None,
+        ],
+    )
+    assert got == ["acme.co.jp", "acme.co.jp", "acme.com", "foo.jp", "acme.jp", None, None, None]
+
+
+def test_company_domain_from_email_then_website_never_free_mail() -> None:
+    df = pl.DataFrame(
+        {
+            "email": ["a@acme.jp", "info@acme.jp", "a@gmail.com", "a@gmail.com", None, "a@x.jp"],
+            "site": [None, None, "https://www.beta.jp/", "gmail.com", "beta.jp", "beta.jp"],
+        }
+    )
+    got = df.select(company_domain_expr("email", "site").alias("d"))["d"].to_list()
+    assert got == ["acme.jp", "acme.jp", "beta.jp", None, "beta.jp", "x.jp"]
+
+
+def test_parse_phones_e164_and_type() -> None:
+    values = pl.Series(
+        [
+            "03-1234-5678",
+            "０９０－１２３４－５６７８",
+            "0120-123-456",
+            "0570-064-123",  # navi-dial
+            "050-1234-5678",
+            "(415) 555-0100",  # the US does not tell mobile from fixed
+            "12",
+            None,
+            "03-1234-5678",
+        ]
+    )
+    regions = pl.Series(["JP"] * 5 + ["US", "JP", "JP", "JP"])
+    out = parse_phones(values, regions)
+    assert out.columns == ["phone", "phone_type"]
+    assert out.rows() == [
+        ("+81312345678", "fixed"),
+        ("+819012345678", "mobile"),
+        ("+81120123456", "toll_free"),
+        ("+81570064123", "shared_cost"),
+        ("+815012345678", "voip"),
+        ("+14155550100", "fixed"),
+        (None, None),
+        (None, None),
+        ("+81312345678", "fixed"),
+    ]
+    ranks = _apply(
+        phone_rank_expr("v"), ["mobile", "fixed", "voip", None, "toll_free", "shared_cost"]
+    )
+    assert ranks == [0, 1, 1, 1, 2, 2]
 
 
 # ------------------------------------------------------------------------------------------ leads
@@ -400,6 +638,156 @@ def test_normalize_leads_tolerates_missing_and_empty_sources() -> None:
     assert leads["locale"].to_list() == ["en"]
     empty = normalize_leads({}, DEFAULT_LEAD_MAPPINGS)
     assert empty.height == 0 and empty.schema == pl.Schema(CANONICAL_LEAD_SCHEMA)
+
+
+def _raw_issue5() -> dict[str, pl.DataFrame]:
+    """Kana readings, mobile vs fixed vs company lines, and company domains."""
+    return {
+        "hubspot:contacts": _frame(
+            [
+                {
+                    "id": "1",
+                    "email": "taro@gmail.com",
+                    "firstname": "太郎",
+                    "lastname": "髙橋 様",
+                    "firstname_kana": "ﾀﾛｳ",
+                    "lastname_kana": "タカハシ",
+                    "phone": "03-1234-5678",
+                    "mobilephone": "090-1111-2222",
+                    "country": "Japan",
+                },
+                {
+                    "id": "2",
+                    "email": "info@acme.co.jp",
+                    "firstname": "山田",  # family name typed into the first-name field
+                    "lastname": "花子",
+                    "phone": "0570-064-123",
+                    "country": "JP",
+                },
+                {
+                    "id": "3",
+                    "email": "john@acme.com",
+                    "firstname": "John",
+                    "lastname": "Smith",
+                    "phone": "(415) 555-0100",
+                    "mobilephone": "(415) 555-0199",
+                    "country": "US",
+                },
+            ]
+        ),
+        "salesforce:Lead": _frame(
+            [
+                {
+                    "Id": "00Q1",
+                    "Email": "hanako@yamada.co.jp",
+                    "FirstName": "花子",
+                    "LastName": "山田",
+                    "FirstNameKana__c": "はなこ",
+                    "Phone": "0120-123-456",
+                    "MobilePhone": "03-9999-0000",
+                    "Country": "JP",
+                }
+            ]
+        ),
+        "salesforce:Contact": _frame(
+            [
+                {
+                    "Id": "0031",
+                    "Email": "ichiro@docomo.ne.jp",
+                    "FirstName": "一郎",
+                    "LastName": "鈴木",
+                    "LastNameKana__c": "スズキ",
+                    "FirstNameKana__c": "イチロウ",
+                    "Phone": "0120-000-111",
+                    "AccountId": "0011",
+                },
+                {
+                    "Id": "0032",
+                    "Email": "jiro@beta.co.jp",
+                    "LastName": "佐藤",
+                    "AccountId": "0011",
+                },
+                {"Id": "0033", "LastName": "田中", "AccountId": ""},
+            ]
+        ),
+        "salesforce:Account": _frame(
+            [
+                {
+                    "Id": "0011",
+                    "Name": "株式会社ベータ",
+                    "Website": "https://www.Beta.co.jp/ja/",
+                    "BillingCountry": "Japan",
+                }
+            ]
+        ),
+    }
+
+
+def test_normalize_leads_name_reading_and_keys() -> None:
+    rows = _by_id(normalize_leads(_raw_issue5(), DEFAULT_LEAD_MAPPINGS))
+    hs = rows["hubspot:contacts:1"]
+    assert hs["name_reading"] == "たかはし たろう"
+    assert (hs["given_key"], hs["family_key"]) == ("太郎", "高橋")  # honorific gone, itaiji folded
+    swapped = rows["hubspot:contacts:2"]
+    assert (swapped["given_key"], swapped["family_key"]) == ("山田", "花子")  # kept as typed
+    assert swapped["name_key"] == rows["salesforce:Lead:00Q1"]["name_key"]
+    assert swapped["name_reading"] is None
+    assert rows["salesforce:Lead:00Q1"]["name_reading"] == "はなこ"  # only the given reading
+    assert rows["salesforce:Contact:0031"]["name_reading"] == "いちろう すずき"
+    assert rows["hubspot:contacts:3"]["given_key"] == "john"
+
+
+def test_normalize_leads_phone_choice_and_type() -> None:
+    rows = _by_id(normalize_leads(_raw_issue5(), DEFAULT_LEAD_MAPPINGS))
+
+    def phone(record_id: str) -> tuple[object, object]:
+        return rows[record_id]["phone"], rows[record_id]["phone_type"]
+
+    assert phone("hubspot:contacts:1") == ("+819011112222", "mobile")  # mobile over fixed
+    # a navi-dial switchboard is kept only because the record has nothing else
+    assert phone("hubspot:contacts:2") == ("+81570064123", "shared_cost")
+    # US numbers do not tell mobile from fixed: the mobile field names the person's own line
+    assert phone("hubspot:contacts:3") == ("+14155550199", "fixed")
+    # never the free dial when another number exists, even a fixed one in the mobile field
+    assert phone("salesforce:Lead:00Q1") == ("+81399990000", "fixed")
+    assert phone("salesforce:Contact:0031") == ("+81120000111", "toll_free")
+    assert phone("salesforce:Contact:0032") == (None, None)
+
+
+def test_normalize_leads_company_domain_and_account_id() -> None:
+    rows = _by_id(normalize_leads(_raw_issue5(), DEFAULT_LEAD_MAPPINGS))
+    assert rows["hubspot:contacts:1"]["company_domain"] is None  # free mail, no Account
+    assert rows["hubspot:contacts:2"]["company_domain"] == "acme.co.jp"  # role still names it
+    assert rows["salesforce:Lead:00Q1"]["company_domain"] == "yamada.co.jp"
+    # carrier mail: the Account's website instead
+    assert rows["salesforce:Contact:0031"]["company_domain"] == "beta.co.jp"
+    assert rows["salesforce:Contact:0032"]["company_domain"] == "beta.co.jp"
+    assert rows["salesforce:Contact:0033"]["company_domain"] is None
+    assert rows["salesforce:Contact:0031"]["source_account_id"] == "0011"
+    assert rows["salesforce:Contact:0033"]["source_account_id"] is None  # empty AccountId
+    assert rows["salesforce:Lead:00Q1"]["source_account_id"] is None
+    assert rows["hubspot:contacts:1"]["source_account_id"] is None
+
+
+def test_normalize_leads_without_kana_or_mobile_fields() -> None:
+    """An org or portal without the custom kana fields (nothing pulled) still normalises."""
+    raw = {
+        "salesforce:Contact": _frame(
+            [
+                {
+                    "Id": "0039",
+                    "Email": "a@acme.jp",
+                    "LastName": "Lee",
+                    "Phone": "03-1234-5678",
+                    "MailingCountry": "Japan",
+                }
+            ]
+        )
+    }
+    row = normalize_leads(raw, DEFAULT_LEAD_MAPPINGS).row(0, named=True)
+    assert row["name_reading"] is None
+    assert (row["phone"], row["phone_type"]) == ("+81312345678", "fixed")
+    assert row["company_domain"] == "acme.jp"
 
 
 # ------------------------------------------------------------------------------------- activities

@@ -269,3 +269,241 @@ def test_targets_exclude_converted_leads_and_deleted_records() -> None:
         "Contact",
         "0031",
     )
+
+
+# ------------------------------------------------------------- survivorship rules and provenance
+
+
+def _one(rows: list[dict[str, object]]) -> dict[str, object]:
+    """The golden record of records that are all one person (one identity cluster, given
+    directly so the survivorship rules are tested apart from identity resolution)."""
+    leads = _leads(rows)
+    identity = leads.select("record_id", pl.lit("U1").alias("unified_id"))
+    golden = golden_records(leads, identity)
+    assert golden.height == 1
+    return golden.row(0, named=True)
+
+
+def _provenance(row: dict[str, object]) -> dict[str, object]:
+    prov = row["provenance"]
+    assert isinstance(prov, dict)
+    return prov
+
+
+def test_golden_schema_has_provenance_struct() -> None:
+    assert isinstance(GOLDEN_SCHEMA["provenance"], pl.Struct)
+    names = {f.name for f in GOLDEN_SCHEMA["provenance"].fields}  # type: ignore[union-attr]
+    assert {"email", "first_name", "last_name", "phone", "company", "owner_id"} <= names
+    assert {"opted_out", "do_not_contact", "bounced"} <= names
+
+
+def test_provenance_names_the_record_behind_each_value() -> None:
+    leads = _person()
+    taro = _golden_by_record(golden_records(leads, resolve(leads)), "hubspot:contacts:1001")
+    prov = _provenance(taro)
+    hs, lead, contact = "hubspot:contacts:1001", "salesforce:Lead:00Q1", "salesforce:Contact:0031"
+    assert prov["email"] == hs
+    assert (prov["first_name"], prov["last_name"]) == (hs, hs)
+    assert prov["company"] == hs and prov["title"] == hs and prov["locale"] == hs
+    assert prov["phone"] == lead
+    assert prov["owner_id"] == contact and prov["sf_status"] == lead
+    assert prov["hs_lifecyclestage"] == hs
+    assert prov["created_at"] == lead and prov["updated_at"] == hs
+    assert prov["industry"] is None and prov["country"] is None  # no value, no source
+    # consent: every record that set the flag
+    assert prov["opted_out"] == [hs]
+    assert prov["do_not_contact"] == [contact]
+    assert prov["bounced"] == []
+    assert prov["sf_is_converted"] == [lead]
+
+
+def test_consent_lists_every_record_that_restricts() -> None:
+    row = _one(
+        [
+            {"record_id": "hubspot:contacts:1", "opted_out": True, "updated_at": _ts(9)},
+            {"record_id": "salesforce:Lead:00Q1", "opted_out": False, "bounced": True},
+            {
+                "record_id": "salesforce:Contact:0031",
+                "opted_out": True,
+                "do_not_contact": True,
+                "is_deleted": True,
+            },
+        ]
+    )
+    assert (row["opted_out"], row["do_not_contact"], row["bounced"]) == (True, True, True)
+    prov = _provenance(row)
+    assert prov["opted_out"] == ["hubspot:contacts:1", "salesforce:Contact:0031"]
+    assert prov["do_not_contact"] == ["salesforce:Contact:0031"]
+    assert prov["bounced"] == ["salesforce:Lead:00Q1"]
+
+
+def test_phone_mobile_over_fixed_over_company_lines() -> None:
+    row = _one(
+        [
+            {
+                "record_id": "salesforce:Lead:00Q1",
+                "phone": "+81120123456",
+                "phone_type": "toll_free",
+                "updated_at": _ts(20),
+            },
+            {
+                "record_id": "hubspot:contacts:1",
+                "phone": "+81312345678",
+                "phone_type": "fixed",
+                "updated_at": _ts(10),
+            },
+            {
+                "record_id": "salesforce:Contact:0031",
+                "phone": "+819011112222",
+                "phone_type": "mobile",
+                "updated_at": _ts(1),
+            },
+        ]
+    )
+    assert row["phone"] == "+819011112222"  # the oldest, but the only mobile
+    assert _provenance(row)["phone"] == "salesforce:Contact:0031"
+
+
+def test_phone_never_a_toll_free_or_shared_line_when_another_exists() -> None:
+    row = _one(
+        [
+            {
+                "record_id": "salesforce:Lead:00Q1",
+                "phone": "+81570064123",
+                "phone_type": "shared_cost",
+                "updated_at": _ts(20),
+            },
+            {
+                "record_id": "hubspot:contacts:1",
+                "phone": "+81312345678",
+                "phone_type": "fixed",
+                "updated_at": _ts(2),
+            },
+            {
+                "record_id": "hubspot:contacts:2",
+                "phone": "+81355556666",
+                "phone_type": "fixed",
+                "updated_at": _ts(5),
+            },
+        ]
+    )
+    assert row["phone"] == "+81355556666"  # the most recent of the personal lines
+    only_switchboard = _one(
+        [
+            {
+                "record_id": "salesforce:Lead:00Q1",
+                "phone": "+81120123456",
+                "phone_type": "toll_free",
+            },
+            {"record_id": "hubspot:contacts:1"},
+        ]
+    )
+    assert only_switchboard["phone"] == "+81120123456"  # better than nothing
+
+
+def test_company_account_contact_over_hubspot_over_free_text() -> None:
+    rows = [
+        {
+            "record_id": "salesforce:Lead:00Q1",
+            "company": "ベータ商事",
+            "updated_at": _ts(30),
+        },
+        {
+            "record_id": "hubspot:contacts:1",
+            "company": "Beta Trading",
+            "updated_at": _ts(20),
+        },
+        {
+            "record_id": "salesforce:Contact:0031",
+            "company": "株式会社ベータ",
+            "source_account_id": "0011",
+            "updated_at": _ts(1),
+        },
+    ]
+    row = _one(rows)
+    assert (row["company"], row["company_key"]) == ("株式会社ベータ", "ベータ")
+    assert _provenance(row)["company"] == "salesforce:Contact:0031"
+    without_account = _one(rows[:2])
+    assert without_account["company"] == "Beta Trading"  # HubSpot over a Lead's free text
+    assert _provenance(without_account)["company"] == "hubspot:contacts:1"
+
+
+def test_name_most_complete_then_with_reading_then_recent() -> None:
+    row = _one(
+        [
+            # newest, but only one part
+            {"record_id": "hubspot:contacts:1", "last_name": "山田", "updated_at": _ts(30)},
+            # complete, no reading
+            {
+                "record_id": "salesforce:Lead:00Q1",
+                "first_name": "Taro",
+                "last_name": "Yamada",
+                "updated_at": _ts(20),
+            },
+            # complete with a reading: wins though older
+            {
+                "record_id": "salesforce:Contact:0031",
+                "first_name": "太郎",
+                "last_name": "山田",
+                "name_reading": "たろう やまだ",
+                "updated_at": _ts(5),
+            },
+        ]
+    )
+    assert (row["first_name"], row["last_name"]) == ("太郎", "山田")
+    prov = _provenance(row)
+    assert prov["first_name"] == prov["last_name"] == "salesforce:Contact:0031"
+
+
+def test_name_one_part_only_has_no_provenance_for_the_other() -> None:
+    row = _one([{"record_id": "hubspot:contacts:1", "last_name": "Lee"}])
+    prov = _provenance(row)
+    assert (row["first_name"], row["last_name"]) == (None, "Lee")
+    assert (prov["first_name"], prov["last_name"]) == (None, "hubspot:contacts:1")
+
+
+def test_timestamps_min_created_max_updated_with_provenance() -> None:
+    row = _one(
+        [
+            {"record_id": "hubspot:contacts:1", "created_at": _ts(3), "updated_at": _ts(4)},
+            {"record_id": "salesforce:Lead:00Q1", "created_at": _ts(1), "updated_at": _ts(2)},
+            {"record_id": "salesforce:Contact:0031", "created_at": _ts(2), "updated_at": _ts(9)},
+        ]
+    )
+    assert (row["created_at"], row["updated_at"]) == (_ts(1), _ts(9))
+    prov = _provenance(row)
+    assert (prov["created_at"], prov["updated_at"]) == (
+        "salesforce:Lead:00Q1",
+        "salesforce:Contact:0031",
+    )
+
+
+def test_email_most_recent_primary_others_secondary() -> None:
+    row = _one(
+        [
+            {
+                "record_id": "hubspot:contacts:1",
+                "email": "taro@old.co.jp",
+                "secondary_emails": ["taro@gmail.com"],
+                "updated_at": _ts(1),
+            },
+            {"record_id": "salesforce:Lead:00Q1", "email": "taro@new.co.jp", "updated_at": _ts(9)},
+            {
+                "record_id": "salesforce:Contact:0031",
+                "email": "info@new.co.jp",
+                "email_is_role": True,
+                "updated_at": _ts(20),
+            },
+        ]
+    )
+    assert row["email"] == "taro@new.co.jp"
+    assert row["secondary_emails"] == ["info@new.co.jp", "taro@gmail.com", "taro@old.co.jp"]
+    assert _provenance(row)["email"] == "salesforce:Lead:00Q1"
+
+
+def test_frames_without_the_new_columns_still_unify() -> None:
+    """A leads frame persisted before phone_type / name_reading / source_account_id existed."""
+    leads = _person().drop("phone_type", "name_reading", "source_account_id")
+    golden = golden_records(leads, resolve(leads))
+    taro = _golden_by_record(golden, "hubspot:contacts:1001")
+    assert taro["phone"] == "+81312345678" and taro["company"] == "株式会社エグザンプル"
