@@ -1,4 +1,4 @@
-"""The `leadsync` command: demo, sandboxes, sync and plan."""
+"""The `leadsync` command: demo, sandboxes, sync, plan, reconcile, review and unmerge."""
 
 import json
 import os
@@ -15,6 +15,7 @@ from rich.table import Table
 
 if TYPE_CHECKING:
     from orchestration.runner import SyncSummary
+    from orchestration.store import StateStore
 
 app = typer.Typer(
     help="Keep one lead definition across HubSpot and Salesforce.", no_args_is_help=True
@@ -25,6 +26,11 @@ definition_app = typer.Typer(help="The shared lead definition.", no_args_is_help
 app.add_typer(definition_app, name="definition")
 templates_app = typer.Typer(help="The nurture templates marketers edit.", no_args_is_help=True)
 app.add_typer(templates_app, name="templates")
+review_app = typer.Typer(
+    help="Pairs identity resolution could not decide alone: list, accept, reject.",
+    invoke_without_command=True,
+)
+app.add_typer(review_app, name="review")
 
 console = Console()
 
@@ -201,20 +207,37 @@ def reconcile(as_json: JsonOpt = False) -> None:
 @definition_app.command("validate")
 def definition_validate(
     path: Annotated[
-        Path | None, typer.Argument(help="Definition file (default lead_definition/global.yaml).")
+        Path | None,
+        typer.Argument(
+            help="The definition folder, its global.yaml or one of its regional overlays "
+            "(default lead_definition/global.yaml)."
+        ),
     ] = None,
 ) -> None:
-    """Check a lead definition; print every problem with its file, line and key."""
-    from orchestration.funnel.definition import DEFAULT_PATH, DefinitionError, load_definition
+    """Check the global lead definition and every regional overlay next to it; print every
+    problem of every file with its line and key."""
+    from orchestration.funnel.definition import DEFAULT_PATH, check_definition
 
-    try:
-        definition = load_definition(path or DEFAULT_PATH)
-    except DefinitionError as exc:
-        for problem in exc.problems:
+    definition, problems = check_definition(path or DEFAULT_PATH)
+    if definition is None:
+        for problem in problems:
             console.print(f"[red]{escape(str(problem))}[/]", highlight=False, soft_wrap=True)
-        console.print(f"{len(exc.problems)} problem(s)")
-        raise typer.Exit(1) from exc
+        files = len({p.path for p in problems})
+        console.print(f"{len(problems)} problem(s) in {files} file(s)")
+        raise typer.Exit(1)
     console.print(f"ok: {definition.source_path} (version {definition.version})", highlight=False)
+    if not definition.regions:
+        console.print("no regional overlays: every lead follows the global rules")
+        return
+    for code, overlay in sorted(definition.regions.items()):
+        console.print(
+            f"region {code}: countries {', '.join(overlay.countries)}; "
+            f"locales {', '.join(overlay.locales)}; "
+            f"{overlay.source_path} (version {overlay.version})",
+            highlight=False,
+            soft_wrap=True,
+        )
+    console.print("leads from any other country follow the global rules", highlight=False)
 
 
 @templates_app.command("lint")
@@ -243,3 +266,160 @@ def templates_lint(
 
 if __name__ == "__main__":
     app()
+
+
+# --------------------------------------------------------------------------------------------
+# Identity: review and unmerge
+# --------------------------------------------------------------------------------------------
+
+ByOpt = Annotated[
+    str,
+    typer.Option("--by", help="Who decides (kept in the audit trail).", envvar="LEADSYNC_USER"),
+]
+NoteOpt = Annotated[str | None, typer.Option("--note", help="Why, for the audit trail.")]
+
+
+def _state_store() -> "StateStore":
+    """The store the sync uses: LEADSYNC_DB_URL, else the local SQLite file."""
+    from orchestration.store import DEFAULT_DB_URL, StateStore
+
+    return StateStore(os.environ.get("LEADSYNC_DB_URL") or DEFAULT_DB_URL)
+
+
+def _decide(record_a: str, record_b: str, decision: str, by: str, note: str | None) -> None:
+    from datetime import UTC, datetime
+
+    from orchestration.defs import frames
+    from orchestration.store import tables
+
+    store = _state_store()
+    known = set(frames.read(store, "identity")["record_id"].to_list())
+    unknown = [r for r in (record_a, record_b) if r not in known]
+    if unknown:
+        console.print(f"[red]unknown record(s): {', '.join(unknown)}[/] (run a sync first?)")
+        raise typer.Exit(1)
+    if record_a == record_b:
+        console.print("[red]a record cannot be paired with itself[/]")
+        raise typer.Exit(1)
+    store.append(
+        tables.identity_decisions,
+        [
+            {
+                "record_a": record_a,
+                "record_b": record_b,
+                "decision": decision,
+                "decided_by": by,
+                "decided_at": datetime.now(UTC),
+                "note": note,
+            }
+        ],
+    )
+    console.print(f"{decision}ed {escape(record_a)} ~ {escape(record_b)}: applied on the next sync")
+
+
+@review_app.callback()
+def review_list(
+    ctx: typer.Context,
+    limit: Annotated[int, typer.Option("--limit", help="Most pairs to show.")] = 20,
+    as_json: JsonOpt = False,
+) -> None:
+    """List the pairs waiting for a person, strongest first, with both records side by side."""
+    if ctx.invoked_subcommand is not None:
+        return
+    import polars as pl
+
+    from orchestration.defs import frames
+    from orchestration.defs.leads import identity_decisions
+
+    store = _state_store()
+    pairs = frames.read(store, "identity_pairs").filter(pl.col("band") == "review")
+    decided = identity_decisions(store)
+    if decided.height:
+        keys = decided.select(
+            pl.min_horizontal("record_a", "record_b").alias("record_a"),
+            pl.max_horizontal("record_a", "record_b").alias("record_b"),
+        )
+        pairs = pairs.join(keys, on=["record_a", "record_b"], how="anti")
+    pairs = pairs.sort("match_weight", descending=True)
+    leads = frames.read(store, "leads_normalized").select(
+        "record_id", "first_name", "last_name", "email", "company", "phone"
+    )
+    shown = pairs.head(limit)
+    if as_json:
+        print(json.dumps({"pending": pairs.height, "pairs": shown.to_dicts()}, default=str))
+        return
+    people = {r["record_id"]: r for r in leads.to_dicts()}
+
+    def who(record_id: str) -> str:
+        r = people.get(record_id, {})
+        name = " ".join(p for p in (r.get("last_name"), r.get("first_name")) if p)
+        parts = [name, r.get("email"), r.get("company"), r.get("phone")]
+        return escape(" / ".join(p for p in parts if p) or "?")
+
+    table = Table(title=f"leadsync review: {pairs.height} pair(s) pending", header_style="bold")
+    for column in ("record a", "record b", "weight", "agrees on"):
+        table.add_column(column)
+    for row in shown.to_dicts():
+        agrees = ", ".join(
+            f"{c}={row[f'{c}_level']}" for c in ("name", "email", "company", "phone")
+        )
+        table.add_row(
+            f"{escape(row['record_a'])}\n{who(row['record_a'])}",
+            f"{escape(row['record_b'])}\n{who(row['record_b'])}",
+            f"{row['match_weight']:.1f}",
+            agrees,
+        )
+    console.print(table)
+    console.print("accept: leadsync review accept A B    reject: leadsync review reject A B")
+
+
+@review_app.command("accept")
+def review_accept(record_a: str, record_b: str, by: ByOpt = "cli", note: NoteOpt = None) -> None:
+    """The two records are one person: merge them on the next sync."""
+    _decide(record_a, record_b, "accept", by, note)
+
+
+@review_app.command("reject")
+def review_reject(record_a: str, record_b: str, by: ByOpt = "cli", note: NoteOpt = None) -> None:
+    """The two records are different people: never merge them (a cannot-link)."""
+    _decide(record_a, record_b, "reject", by, note)
+
+
+@app.command()
+def unmerge(
+    unified_id: Annotated[str, typer.Argument(help="The unified lead to split.")],
+    records: Annotated[list[str], typer.Argument(help="Record ids to split off it.")],
+    by: ByOpt = "cli",
+    note: NoteOpt = None,
+) -> None:
+    """Split records off a unified lead and remember they are different people."""
+    import polars as pl
+
+    from orchestration.defs import frames
+    from orchestration.funnel.identity import split_decisions
+    from orchestration.store import tables
+
+    store = _state_store()
+    assignments = frames.read(store, "identity")
+    try:
+        decisions = split_decisions(assignments, unified_id, records, decided_by=by, note=note)
+    except ValueError as exc:
+        console.print(f"[red]{escape(str(exc))}[/]")
+        raise typer.Exit(1) from exc
+    from datetime import UTC, datetime
+
+    rows = [{**r, "decided_at": datetime.now(UTC)} for r in decisions.to_dicts()]
+    store.append(tables.identity_decisions, rows)
+    hard = frames.read(store, "identity_pairs").filter(
+        (pl.col("rule") == "hard_link")
+        & (pl.col("record_a").is_in(records) | pl.col("record_b").is_in(records))
+    )
+    console.print(
+        f"split {len(records)} record(s) off {escape(unified_id)} "
+        f"({len(rows)} cannot-link pair(s) recorded): applied on the next sync"
+    )
+    if hard.height:
+        console.print(
+            "[yellow]note:[/] some of these records are linked by the CRMs themselves "
+            "(converted lead, merge, connector id); those links are facts and stay merged"
+        )

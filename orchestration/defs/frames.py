@@ -2,7 +2,13 @@
 
 import polars as pl
 
-from orchestration.funnel.model import ACTIVITY_SCHEMA, CANONICAL_LEAD_SCHEMA, IDENTITY_SCHEMA
+from orchestration.funnel.identity import MATCH_SCHEMA, PARAMS_SCHEMA
+from orchestration.funnel.model import (
+    ACTIVITY_SCHEMA,
+    CANONICAL_LEAD_SCHEMA,
+    IDENTITY_PAIR_SCHEMA,
+    IDENTITY_SCHEMA,
+)
 from orchestration.funnel.normalize import OUTCOME_SCHEMA
 from orchestration.funnel.nurture.render import RENDER_COLUMNS
 from orchestration.funnel.nurture.select import ASSIGNMENT_SCHEMA
@@ -19,6 +25,10 @@ FRAME_SCHEMAS: dict[str, dict[str, pl.DataType]] = {
     "activities_normalized": ACTIVITY_SCHEMA,
     "outcomes": OUTCOME_SCHEMA,
     "identity": IDENTITY_SCHEMA,
+    # The rest of the identity graph, so the next run matches only new and changed records.
+    "identity_pairs": IDENTITY_PAIR_SCHEMA,
+    "identity_records": MATCH_SCHEMA,
+    "identity_params": PARAMS_SCHEMA,
     "unified_leads": GOLDEN_SCHEMA,
     "writeback_targets": TARGET_SCHEMA,
     "activities": {**ACTIVITY_SCHEMA, "unified_id": pl.String()},

@@ -2,7 +2,6 @@
 
 import uuid
 from datetime import UTC, datetime
-from pathlib import Path
 
 import dagster as dg
 import polars as pl
@@ -11,6 +10,7 @@ from orchestration.defs import frames
 from orchestration.defs.metadata import markdown_preview
 from orchestration.defs.resources import LeadDefinitionResource, StateStoreResource
 from orchestration.funnel import identity, normalize, quality, scoring, stages, unify
+from orchestration.funnel.definition import LeadDefinition
 from orchestration.store import StateStore, tables
 
 RAW_SOURCES = (
@@ -81,22 +81,112 @@ def leads_normalized(
     )
 
 
+def identity_settings(definition: LeadDefinition) -> identity.IdentitySettings:
+    """The lead definition's identity rules for the resolver."""
+    rules = definition.identity
+    return identity.IdentitySettings(
+        auto_merge_weight=rules.auto_merge_weight,
+        review_weight=rules.review_weight,
+        max_merge_share=rules.max_merge_share,
+        max_block_size=rules.max_block_size,
+    )
+
+
+def identity_decisions(store: StateStore) -> pl.DataFrame:
+    """Every decision people took on pairs (`leadsync review`, `leadsync unmerge`), oldest first."""
+    return store.read_table(tables.identity_decisions, identity.DECISION_SCHEMA).sort("decided_at")
+
+
+def _stored_graph(store: StateStore) -> identity.IdentityGraph | None:
+    records = frames.read(store, "identity_records")
+    params = frames.read(store, "identity_params")
+    if records.height == 0 or params.height == 0:
+        return None
+    return identity.restore_graph(
+        frames.read(store, "identity"), frames.read(store, "identity_pairs"), records, params
+    )
+
+
 @dg.asset(key=["leads", "identity"], deps=[["leads", "normalized"]], **_LEADS)
-def leads_identity(state_store: StateStoreResource) -> dg.MaterializeResult:
-    """Which records are one person: stable unified ids with the decision band of each link."""
+def leads_identity(
+    context: dg.AssetExecutionContext,
+    state_store: StateStoreResource,
+    lead_definition: LeadDefinitionResource,
+) -> dg.MaterializeResult:
+    """Which records are one person: stable unified ids, the decision band and the merge log."""
     store = state_store.store()
+    settings = identity_settings(lead_definition.definition())
     leads = frames.read(store, "leads_normalized")
-    previous = frames.read(store, "identity")
-    resolved = identity.resolve(leads, previous if len(previous) else None)
-    frames.write(store, "identity", resolved)
+    decisions = identity_decisions(store)
+    graph = _stored_graph(store)
+    # Incremental when nothing but records changed since the stored graph: the same settings and
+    # decisions, no record gone. Anything else re-resolves everything (ids stay stable).
+    same_rules = store.read_frame("identity_settings").to_dicts() == [
+        {**settings.__dict__, "decisions": decisions.height}
+    ]
+    try:
+        if (
+            graph is not None
+            and same_rules
+            and graph.records.join(leads, on="record_id", how="anti").height == 0
+        ):
+            changed = identity.changed_records(graph, leads)
+            result = identity.update(graph, changed, settings=settings, decisions=decisions)
+            mode, touched = "incremental", changed.height
+        else:
+            previous = frames.read(store, "identity")
+            result = identity.build(
+                leads,
+                settings=settings,
+                decisions=decisions,
+                previous=previous if previous.height else None,
+            )
+            mode, touched = "full", leads.height
+    except identity.MergeGuardError as exc:
+        raise dg.Failure(
+            description=str(exc),
+            metadata={"share": exc.share, "limit": exc.limit, "newly_merged": exc.merged},
+        ) from exc
+    frames.write(store, "identity", result.assignments)
+    frames.write(store, "identity_pairs", result.pairs)
+    frames.write(store, "identity_records", result.records)
+    frames.write(store, "identity_params", result.params.to_rows())
+    store.replace_frame(
+        "identity_settings",
+        pl.DataFrame([{**settings.__dict__, "decisions": decisions.height}]),
+    )
+    resolved = result.assignments
     unified = resolved["unified_id"].n_unique()
     bands = resolved.group_by("band").len().sort("band")
+    rules = resolved.group_by("rule").len().drop_nulls().sort("rule")
+    pairs = result.pairs
+    review = pairs.filter(pl.col("band") == identity.BAND_REVIEW)
+    vetoes = pairs.group_by("veto").len().drop_nulls().sort("veto")
+    context.log.info(
+        "identity: %s run over %d record(s), %d newly merged, %d pair(s) wait for review",
+        mode,
+        touched,
+        result.newly_merged,
+        review.height,
+    )
     return dg.MaterializeResult(
         metadata={
+            "mode": mode,
+            "records_matched": touched,
             "records": len(resolved),
             "unified_leads": unified,
             "merged_records": len(resolved) - unified,
+            "newly_merged": result.newly_merged,
             "bands": {r["band"]: r["len"] for r in bands.to_dicts()},
+            "rules": {r["rule"]: r["len"] for r in rules.to_dicts()},
+            "vetoes": {r["veto"]: r["len"] for r in vetoes.to_dicts()},
+            "review_pairs": review.height,
+            "decisions": decisions.height,
+            "review_preview": markdown_preview(
+                review.sort("match_weight", descending=True)
+                .select("record_a", "record_b", "match_weight", "name_level", "company_level")
+                .head(10)
+            ),
         }
     )
 
@@ -177,10 +267,9 @@ def leads_stages(
     store = state_store.store()
     definition = lead_definition.definition()
     run_id = context.run_id if context.run else str(uuid.uuid4())
-    # Every version of the definition is kept with the runs that staged leads by it.
-    store.record_definition(
-        definition.version, Path(lead_definition.definition_path).read_text("utf-8"), run_id
-    )
+    # Every version of the definition (the global file and its regional overlays, as loaded) is
+    # kept with the runs that staged leads by it.
+    store.record_definition(definition.version, definition.recorded_content(), run_id)
     unified = frames.read(store, "unified_leads")
     scores = frames.read(store, "scores")
     previous = frames.read(store, "stages")

@@ -111,3 +111,17 @@ nurture_history = sa.Table(
     sa.Column("template_id", sa.String(128), primary_key=True),
     sa.Column("sent_at", sa.DateTime(timezone=True), nullable=False),
 )
+
+# People's identity decisions (`leadsync review accept|reject`, `leadsync unmerge`), append-only:
+# the latest decision on a pair wins, and every earlier one stays as the audit trail.
+identity_decisions = sa.Table(
+    "identity_decisions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("record_a", sa.String(128), nullable=False),
+    sa.Column("record_b", sa.String(128), nullable=False),
+    sa.Column("decision", sa.String(16), nullable=False),  # accept | reject
+    sa.Column("decided_by", sa.String(128), nullable=False),
+    sa.Column("decided_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("note", sa.Text),
+)

@@ -19,7 +19,9 @@ def _clusters(identity: pl.DataFrame) -> set[frozenset[str]]:
 
 
 def _bands(identity: pl.DataFrame) -> dict[str, str]:
-    return dict(zip(identity["record_id"].to_list(), identity["band"].to_list(), strict=True))
+    """record_id -> how it joined its cluster (the rule), or its band when it stands alone."""
+    how = identity.select(pl.coalesce("rule", "band").alias("how"))["how"]
+    return dict(zip(identity["record_id"].to_list(), how.to_list(), strict=True))
 
 
 def test_hard_links_merge_across_systems() -> None:
@@ -49,7 +51,7 @@ def test_hard_links_merge_across_systems() -> None:
         "hubspot:contacts:1": "hard_link",
         "salesforce:Lead:00Q1": "hard_link",
         "salesforce:Contact:0031": "hard_link",
-        "hubspot:contacts:2": "singleton",
+        "hubspot:contacts:2": "keep_apart",
     }
 
 
@@ -80,7 +82,7 @@ def test_same_email_merges() -> None:
         frozenset({"salesforce:Lead:00Q3"}),
     }
     assert _bands(identity)["salesforce:Lead:00Q1"] == "email"
-    assert _bands(identity)["salesforce:Lead:00Q3"] == "singleton"
+    assert _bands(identity)["salesforce:Lead:00Q3"] == "keep_apart"
 
 
 def test_secondary_email_is_evidence() -> None:
@@ -104,7 +106,10 @@ def test_role_mailbox_never_merges() -> None:
     ]
     identity = resolve(records)
     assert identity["unified_id"].n_unique() == 4
-    assert set(identity["band"].to_list()) == {"singleton"}
+    bands = _bands(identity)
+    # The same given name at one domain is a question for a person, never an automatic merge.
+    assert bands["hubspot:contacts:1"] == bands["salesforce:Lead:00Q1"] == "review"
+    assert bands["salesforce:Lead:00Q2"] == bands["salesforce:Lead:00Q3"] == "keep_apart"
 
 
 def test_conflicting_given_names_veto_the_email_group() -> None:
@@ -280,6 +285,6 @@ def test_list_of_dicts_and_frames_give_the_same_answer() -> None:
 
 def test_minimal_dicts_and_empty_input() -> None:
     identity = resolve([{"record_id": "x:y:1"}, {"record_id": "x:y:2", "email": None}])
-    assert identity["band"].to_list() == ["singleton", "singleton"]
+    assert identity["band"].to_list() == ["keep_apart", "keep_apart"]
     empty = resolve([])
     assert empty.height == 0 and empty.schema == pl.Schema(IDENTITY_SCHEMA)
