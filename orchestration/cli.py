@@ -58,6 +58,14 @@ def _print_summary(title: str, summary: "SyncSummary") -> None:
         f"records merged into another: [bold]{summary.merged_records}[/]   "
         f"records in quarantine: [bold]{summary.quarantined_records}[/]"
     )
+    if summary.identity:
+        ident = summary.identity
+        waiting = int(ident.get("review_pairs", 0))
+        console.print(
+            f"identity: {ident.get('mode', '?')} over {ident.get('records_matched', 0)} record(s), "
+            f"{ident.get('newly_merged', 0)} newly merged"
+            + (f", [bold]{waiting}[/] pair(s) wait for `leadsync review`" if waiting else "")
+        )
     stages = "  ".join(f"{stage} {n}" for stage, n in summary.leads_by_stage.items())
     console.print(f"leads per stage: {stages}")
     top = sorted(summary.templates_chosen.items(), key=lambda kv: -kv[1])[:6]

@@ -36,6 +36,8 @@ class SyncSummary:
     quarantined_records: int = 0
     unified_leads: int = 0
     merged_records: int = 0
+    # How identity ran: "full" or "incremental", records matched, pairs waiting for a person.
+    identity: dict[str, Any] = field(default_factory=dict)
     leads_by_stage: dict[str, int] = field(default_factory=dict)
     templates_chosen: dict[str, int] = field(default_factory=dict)
     fields_planned: dict[str, int] = field(default_factory=dict)
@@ -171,7 +173,11 @@ def summarise(result: dg.ExecuteInProcessResult, *, dry_run: bool) -> SyncSummar
             if meta.get(key, {}).get("stopped_for_budget"):
                 summary.notes.append(f"{key}: stopped at the daily API budget's reserve")
     summary.quarantined_records = int(meta.get("leads/normalized", {}).get("quarantined", 0))
-    summary.merged_records = int(meta.get("leads/identity", {}).get("merged_records", 0))
+    ident = meta.get("leads/identity", {})
+    summary.merged_records = int(ident.get("merged_records", 0))
+    summary.identity = {
+        k: ident[k] for k in ("mode", "records_matched", "newly_merged", "review_pairs") if k in ident
+    }
     summary.unified_leads = int(meta.get("leads/unified", {}).get("unified_leads", 0))
     summary.leads_by_stage = dict(meta.get("leads/stages", {}).get("leads_by_stage", {}))
     summary.templates_chosen = dict(meta.get("nurture/assignments", {}).get("templates_chosen", {}))

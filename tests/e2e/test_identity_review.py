@@ -7,6 +7,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+import requests
 from typer.testing import CliRunner
 
 from connectors.sandbox.server import Sandboxes
@@ -21,9 +22,15 @@ cli = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StateStore]:
+def box() -> Iterator[Sandboxes]:
+    with Sandboxes(size=300, seed=23) as sandboxes:
+        yield sandboxes
+
+
+@pytest.fixture(scope="module")
+def env(box: Sandboxes, tmp_path_factory: pytest.TempPathFactory) -> Iterator[StateStore]:
     db_url = f"sqlite:///{Path(tmp_path_factory.mktemp('state')) / 'state.db'}"
-    with Sandboxes(size=300, seed=23) as box, pytest.MonkeyPatch.context() as mp:
+    with pytest.MonkeyPatch.context() as mp:
         for key, value in box.env().items():
             mp.setenv(key, value)
         mp.setenv("LEADSYNC_DB_URL", db_url)
@@ -83,13 +90,45 @@ def test_unmerge_splits_a_cluster_for_good(env: StateStore) -> None:
 
 
 def test_a_quiet_resync_matches_incrementally(env: StateStore) -> None:
-    assert run_sync().success
+    first = run_sync()
+    assert first.success
     before = frames.read(env, "identity")
-    assert run_sync().success
+    quiet = run_sync()
+    assert quiet.success
+    # Nothing changed in the CRMs, so identity matched no record again and changed nothing.
+    assert quiet.identity["mode"] == "incremental"
+    assert quiet.identity["records_matched"] == 0
     after = frames.read(env, "identity")
     assert before.sort("record_id").equals(after.sort("record_id"))
     # accept, reject, and one cut per record left behind by the unmerge
     assert int(str(_identity_meta(env)["decisions"])) >= 3
+
+
+def test_a_changed_contact_is_matched_alone(box: Sandboxes, env: StateStore) -> None:
+    links = ("salesforceleadid", "salesforcecontactid", "hs_merged_object_ids")
+    contact = next(
+        c
+        for c in box.hubspot.records("contacts")
+        if not any(c["properties"].get(k) for k in links)
+    )
+    env_vars = box.env()
+    session = requests.Session()
+    session.trust_env = False
+    response = session.patch(
+        f"{env_vars['HUBSPOT_BASE_URL']}/crm/v3/objects/contacts/{contact['id']}",
+        headers={"Authorization": f"Bearer {env_vars['HUBSPOT_ACCESS_TOKEN']}"},
+        json={"properties": {"email": "someone.new@example.org", "firstname": "Zelda"}},
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    summary = run_sync()
+    assert summary.success
+    assert summary.identity["mode"] == "incremental"
+    assert summary.identity["records_matched"] == 1
+    record_id = f"hubspot:contacts:{contact['id']}"
+    stored = frames.read(env, "identity_records").filter(pl.col("record_id") == record_id)
+    assert stored["email"].to_list() == ["someone.new@example.org"]
+    assert stored["given_key"].to_list() == ["zelda"]
 
 
 def test_unknown_records_are_refused(env: StateStore) -> None:
