@@ -175,9 +175,8 @@ def summarise(result: dg.ExecuteInProcessResult, *, dry_run: bool) -> SyncSummar
     summary.quarantined_records = int(meta.get("leads/normalized", {}).get("quarantined", 0))
     ident = meta.get("leads/identity", {})
     summary.merged_records = int(ident.get("merged_records", 0))
-    summary.identity = {
-        k: ident[k] for k in ("mode", "records_matched", "newly_merged", "review_pairs") if k in ident
-    }
+    shown = ("mode", "records_matched", "newly_merged", "review_pairs")
+    summary.identity = {k: ident[k] for k in shown if k in ident}
     summary.unified_leads = int(meta.get("leads/unified", {}).get("unified_leads", 0))
     summary.leads_by_stage = dict(meta.get("leads/stages", {}).get("leads_by_stage", {}))
     summary.templates_chosen = dict(meta.get("nurture/assignments", {}).get("templates_chosen", {}))
