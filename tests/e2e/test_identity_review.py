@@ -107,9 +107,7 @@ def test_a_quiet_resync_matches_incrementally(env: StateStore) -> None:
 def test_a_changed_contact_is_matched_alone(box: Sandboxes, env: StateStore) -> None:
     links = ("salesforceleadid", "salesforcecontactid", "hs_merged_object_ids")
     contact = next(
-        c
-        for c in box.hubspot.records("contacts")
-        if not any(c["properties"].get(k) for k in links)
+        c for c in box.hubspot.records("contacts") if not any(c["properties"].get(k) for k in links)
     )
     env_vars = box.env()
     session = requests.Session()
