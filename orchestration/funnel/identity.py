@@ -145,47 +145,61 @@ _SHARED_PHONE_TYPES: Final = ("toll_free", "shared_cost")
 def _as_frame(records: pl.DataFrame | Sequence[Mapping[str, object]]) -> pl.DataFrame:
     """Input records -> the typed matching frame, one row per record_id, sorted by record_id.
 
-    Normalising again is idempotent, so callers may hand over raw emails, names and companies;
-    derived keys are computed where the caller did not provide them.
+    Derived keys (name, given, family and company keys) are computed where the caller did not
+    provide them, and emails are normalised unless the records come from `normalize_leads`
+    (which keeps `email_raw` beside the normalised address): callers may hand over raw fields.
     """
     if isinstance(records, pl.DataFrame):
-        df = records
-        missing = [c for c in _INPUT_SCHEMA if c not in df.columns]
-        df = df.with_columns(pl.lit(None, dtype=_INPUT_SCHEMA[c]).alias(c) for c in missing)
-        df = df.select(pl.col(c).cast(t) for c, t in _INPUT_SCHEMA.items())
+        provided = {c for c in records.columns if records[c].null_count() < records.height}
+        canonical = "email_raw" in records.columns
+        missing = [c for c in _INPUT_SCHEMA if c not in records.columns]
+        df = records.with_columns(
+            pl.lit(None, dtype=_INPUT_SCHEMA[c]).alias(c) for c in missing
+        ).select(pl.col(c).cast(t) for c, t in _INPUT_SCHEMA.items())
     else:
-        df = pl.from_dicts(
-            [dict(r) for r in records], schema=_INPUT_SCHEMA, infer_schema_length=None
-        )
-    email = normalize_email_expr("email")
+        rows = [dict(r) for r in records]
+        provided = {k for r in rows for k, v in r.items() if v is not None}
+        canonical = False
+        df = pl.from_dicts(rows, schema=_INPUT_SCHEMA, infer_schema_length=None)
+
+    def derived(column: str, expr: pl.Expr) -> pl.Expr:
+        # Computing a key for a million records costs seconds; canonical input already has it.
+        return (pl.col(column) if column in provided else expr).alias(column)
+
+    email = (
+        [pl.col("email"), pl.col("secondary_emails").fill_null([])]
+        if canonical
+        else [
+            normalize_email_expr("email").alias("email"),
+            pl.col("secondary_emails")
+            .list.eval(normalize_email_expr(pl.element()))
+            .list.drop_nulls()
+            .fill_null([]),
+        ]
+    )
     df = (
         df.filter(pl.col("record_id").is_not_null())
         .unique("record_id", keep="first")
         .sort("record_id")
         .with_columns(
-            email.alias("email"),
-            pl.col("secondary_emails")
-            .list.eval(normalize_email_expr(pl.element()))
-            .list.drop_nulls()
-            .fill_null([]),
+            *email,
             pl.col("linked_record_ids").fill_null([]),
-            pl.coalesce("name_key", name_key_expr("first_name", "last_name")).alias("name_key"),
-            pl.coalesce("given_key", given_name_key_expr("first_name")).alias("given_key"),
-            pl.coalesce("family_key", given_name_key_expr("last_name")).alias("family_key"),
-            pl.coalesce("company_key", company_key_expr("company")).alias("company_key"),
+            derived("name_key", name_key_expr("first_name", "last_name")),
+            derived("given_key", given_name_key_expr("first_name")),
+            derived("family_key", given_name_key_expr("last_name")),
+            derived("company_key", company_key_expr("company")),
             pl.col("is_deleted").fill_null(False),
         )
     )
     local = pl.col("email").str.split("@").list.first()
     domain = pl.col("email").str.split("@").list.last()
     df = df.with_columns(
-        pl.coalesce("email_is_role", email_is_role_expr("email")).alias("email_is_role"),
+        derived("email_is_role", email_is_role_expr("email")),
         pl.when(pl.col("email").is_not_null()).then(local).alias("email_local"),
         pl.when(pl.col("email").is_not_null()).then(domain).alias("email_domain"),
-        pl.coalesce(
-            "company_domain",
-            pl.when(~email_is_free_expr("email").fill_null(True)).then(domain),
-        ).alias("company_domain"),
+        derived(
+            "company_domain", pl.when(~email_is_free_expr("email").fill_null(True)).then(domain)
+        ),
         pl.when(pl.col("phone_type").is_in(_SHARED_PHONE_TYPES).not_())
         .then(pl.col("phone"))
         .when(pl.col("phone_type").is_null())
@@ -359,7 +373,6 @@ BLOCKING_RULES: Final[dict[str, tuple[str, ...]]] = {
     "name+company": ("name_key", "company_key"),
     "name+domain": ("name_key", "company_domain"),
     "name+phone": ("name_key", "personal_phone"),
-    "name+local": ("name_key", "email_local"),
     "romaji+company": ("name_romaji", "company_key"),
     "romaji+domain": ("name_romaji", "company_domain"),
     "romaji+phone": ("name_romaji", "personal_phone"),
@@ -369,9 +382,6 @@ BLOCKING_RULES: Final[dict[str, tuple[str, ...]]] = {
     "family+domain": ("family_key", "company_domain"),
     "given+company": ("given_key", "company_key"),
     "mobile": ("mobile_phone",),
-    "local+domain": ("email_local", "company_domain"),
-    "name": ("name_key",),
-    "romaji": ("name_romaji",),
 }
 
 
@@ -463,9 +473,41 @@ def _similarity(
     return out["s"]
 
 
+# The columns comparisons and vetoes read; the rest of the matching frame stays out of the
+# (large) pair frames.
+_COMPARED: Final = (
+    "source_object",
+    "email",
+    "secondary_emails",
+    "email_is_role",
+    "email_local",
+    "email_domain",
+    "given_key",
+    "family_key",
+    "name_key",
+    "name_reading",
+    "name_romaji",
+    "company_key",
+    "company_domain",
+    "phone",
+    "phone_type",
+    "source_account_id",
+    # per-record features (_with_features)
+    "email_free",
+    "given_ja",
+    "family_ja",
+    "given_nick",
+    "tf_name",
+    "tf_romaji",
+    "tf_company",
+    "tf_domain",
+    "tf_phone",
+)
+
+
 def _pair_frame(df: pl.DataFrame, pairs: pl.DataFrame) -> pl.DataFrame:
-    """(a, b) index pairs -> one row per pair with both records' matching columns (_a, _b)."""
-    cols = [c for c in df.columns if c != "_i"]
+    """(a, b) index pairs -> one row per pair with both records' compared columns (_a, _b)."""
+    cols = [c for c in _COMPARED if c in df.columns]
     left = df.select(pl.col("_i").alias("a"), *[pl.col(c).alias(f"{c}_a") for c in cols])
     right = df.select(pl.col("_i").alias("b"), *[pl.col(c).alias(f"{c}_b") for c in cols])
     return pairs.join(left, on="a", how="left").join(right, on="b", how="left")
@@ -639,6 +681,25 @@ def term_frequencies(df: pl.DataFrame) -> dict[str, pl.DataFrame]:
     }
 
 
+def _with_features(df: pl.DataFrame, params: MatchParams) -> pl.DataFrame:
+    """Per-record columns the pair steps read, computed once per record instead of once per pair:
+    term frequencies of the exactly-compared values, free-mail and script flags, nicknames."""
+    out = df.with_columns(
+        email_is_free_expr("email").fill_null(False).alias("email_free"),
+        _japanese("given_key").alias("given_ja"),
+        _japanese("family_key").alias("family_ja"),
+        _nickname("given_key").alias("given_nick"),
+    )
+    for key, column in _TF_COLUMNS.items():
+        table = params.tf.get(key)
+        if table is None or table.height == 0:
+            out = out.with_columns(pl.lit(None, dtype=pl.Float64).alias(f"tf_{key}"))
+        else:
+            renamed = table.rename({"value": column, "tf": f"tf_{key}"})
+            out = out.join(renamed, on=column, how="left")
+    return out.sort("_i")
+
+
 def _score(p: pl.DataFrame, params: MatchParams) -> pl.DataFrame:
     """Adds w_<comparison> partial weights and `match_weight` (their sum)."""
     exprs: list[pl.Expr] = []
@@ -647,36 +708,33 @@ def _score(p: pl.DataFrame, params: MatchParams) -> pl.DataFrame:
         exprs.append(pl.col(c).replace_strict(mapping, return_dtype=pl.Float64).alias(f"w_{c}"))
     p = p.with_columns(exprs)
 
-    def tf_weight(comparison: str, value_col: str, level: str, tf_key: str, floor: float) -> None:
-        nonlocal p
-        table = params.tf.get(tf_key)
-        if table is None or table.height == 0:
-            return
+    def tf_weight(comparison: str, level: str, tf_key: str, floor: float) -> pl.Expr:
+        # For an exact level both sides hold the same value, so side a's frequency is the one.
         m = params.m[comparison][level]
-        p = (
-            p.join(table.rename({"value": value_col, "tf": "_tf"}), on=value_col, how="left")
-            .with_columns(
-                pl.when(pl.col(comparison) == level)
-                .then((m / pl.max_horizontal(pl.col("_tf").fill_null(floor), pl.lit(floor))).log(2))
-                .otherwise(pl.col(f"w_{comparison}"))
-                .alias(f"w_{comparison}")
-            )
-            .drop("_tf")
-        )
+        tf = pl.max_horizontal(pl.col(f"tf_{tf_key}_a").fill_null(floor), pl.lit(floor))
+        return pl.when(pl.col(comparison) == level).then((m / tf).log(2))
 
-    tf_weight("name", "name_key_a", "exact", "name", _TF_FLOOR["name"])
-    tf_weight("name", "name_romaji_a", "romaji", "romaji", _TF_FLOOR["name"])
-    tf_weight("company", "company_key_a", "same_key", "company", _TF_FLOOR["company"])
-    tf_weight("company", "company_domain_a", "same_domain", "domain", _TF_FLOOR["company"])
-    for lv in ("same_mobile", "same_fixed", "same_shared"):
-        tf_weight("phone", "phone_a", lv, "phone", _TF_FLOOR["phone"])
-    phone_tf = params.tf.get("phone")
-    if phone_tf is not None and phone_tf.height:
-        counts = phone_tf.select(
-            pl.col("value").alias("phone_a"),
-            (pl.col("tf") * params.records).round(0).alias("_phone_count"),
+    if params.tf:
+        p = p.with_columns(
+            pl.coalesce(
+                tf_weight("name", "exact", "name", _TF_FLOOR["name"]),
+                tf_weight("name", "romaji", "romaji", _TF_FLOOR["name"]),
+                pl.col("w_name"),
+            ).alias("w_name"),
+            pl.coalesce(
+                tf_weight("company", "same_key", "company", _TF_FLOOR["company"]),
+                tf_weight("company", "same_domain", "domain", _TF_FLOOR["company"]),
+                pl.col("w_company"),
+            ).alias("w_company"),
+            pl.coalesce(
+                *[
+                    tf_weight("phone", lv, "phone", _TF_FLOOR["phone"])
+                    for lv in ("same_mobile", "same_fixed", "same_shared")
+                ],
+                pl.col("w_phone"),
+            ).alias("w_phone"),
+            (pl.col("tf_phone_a") * params.records).round(0).alias("_phone_count"),
         )
-        p = p.join(counts, on="phone_a", how="left")
     else:
         p = p.with_columns(pl.lit(None, dtype=pl.Float64).alias("_phone_count"))
     # A fixed line shared within one company is its switchboard: given the same company it
@@ -722,10 +780,10 @@ def _vetoes(p: pl.DataFrame) -> pl.DataFrame:
         & (ga != gb)
         & ~ga.str.starts_with(gb)
         & ~gb.str.starts_with(ga)
-        & (_nickname("given_key_a") != _nickname("given_key_b"))
+        & (pl.col("given_nick_a") != pl.col("given_nick_b"))
         & (pl.col("_given_sim") < _GIVEN_COMPATIBLE)
         # 雄一 and "Yuichi" are one name in two scripts: no evidence either way.
-        & (_japanese("given_key_a") == _japanese("given_key_b"))
+        & (pl.col("given_ja_a") == pl.col("given_ja_b"))
         # Same reading, different kanji: an IME picked the wrong characters (優子/裕子).
         & ~(
             pl.col("name_romaji_a").is_not_null()
@@ -747,7 +805,7 @@ def _vetoes(p: pl.DataFrame) -> pl.DataFrame:
         & ~fa.str.starts_with(fb)
         & ~fb.str.starts_with(fa)
         & (pl.col("_family_sim") < _GIVEN_COMPATIBLE)
-        & (_japanese("family_key_a") == _japanese("family_key_b"))
+        & (pl.col("family_ja_a") == pl.col("family_ja_b"))
         & ~pl.col("name_key_a").eq_missing(pl.col("name_key_b"))
         & ~(
             pl.col("name_reading_a").is_not_null()
@@ -788,13 +846,11 @@ def _vetoes(p: pl.DataFrame) -> pl.DataFrame:
 
     # A free-mail address is typed by hand and reused by namesakes (johnlewis@gmail.com): on
     # records of two different firms with no number in common it is not enough.
-    def free(col: str) -> pl.Expr:
-        return email_is_free_expr(col).fill_null(False)
-
+    free_a, free_b = pl.col("email_free_a"), pl.col("email_free_b")
     shared_free = (
-        (pl.col("email_a").eq(pl.col("email_b")) & free("email_a"))
-        | (pl.col("secondary_emails_b").list.contains(pl.col("email_a")) & free("email_a"))
-        | (pl.col("secondary_emails_a").list.contains(pl.col("email_b")) & free("email_b"))
+        (pl.col("email_a").eq(pl.col("email_b")) & free_a)
+        | (pl.col("secondary_emails_b").list.contains(pl.col("email_a")) & free_a)
+        | (pl.col("secondary_emails_a").list.contains(pl.col("email_b")) & free_b)
     ).fill_null(False)
     firms_differ = (
         pl.col("company_key_a").is_not_null()
@@ -1260,13 +1316,24 @@ def _resolve_frame(
     if params is None:
         labelled = pl.concat([hard, email]).unique()
         params = estimate_params(df, labelled)
+    df = _with_features(df, params)
 
     keys = blocking_keys(df)
     cand = _candidate_pairs(keys, settings.max_block_size, generic)
     # Pairs a stronger rule already joins need no score.
     strong = pl.concat([hard, email, accepted]).unique()
     cand = cand.join(strong, on=["a", "b"], how="anti").join(rejected, on=["a", "b"], how="anti")
-    scored = _vetoes(_score(_compare(_pair_frame(df, cand)), params))
+    scored = _vetoes(_score(_compare(_pair_frame(df, cand)), params)).select(
+        # Only what decisions and the merge log read: the wide pair frame is the run's largest.
+        "a",
+        "b",
+        "rule",
+        *LEVELS,
+        *[f"w_{c}" for c in LEVELS],
+        "match_weight",
+        "veto",
+        "_phone_count",
+    )
     # Name and company alone never merge (namesakes at one firm, father and son): an automatic
     # merge also needs the address or the person's own number to agree. A fixed line counts only
     # when no third record has it (a switchboard is shared); a local part made from the name
