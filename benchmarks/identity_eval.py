@@ -283,3 +283,32 @@ def format_evaluation(name: str, result: Evaluation, seconds: float | None = Non
             f"{result.ignored_predictions:,} predicted records without truth"
         )
     return lines
+
+
+def shared_evidence(
+    truth: pl.DataFrame, records: pl.DataFrame, columns: list[str]
+) -> dict[str, int]:
+    """How many true pairs agree exactly on each of `columns` (both non-null), are hard-linked
+    (one lists the other in `linked_record_ids`), agree on any of these, or on none: the recall
+    a resolver can reach without fuzzy evidence. Materialises the true pairs only (people have
+    a handful of records each, so this stays small at 1M records)."""
+    present = [c for c in columns if c in records.columns]
+    features = records.select("record_id", *present, "linked_record_ids")
+    pairs = (
+        truth.select("record_id", "person_id")
+        .join(truth.select("record_id", "person_id"), on="person_id", suffix="_r")
+        .filter(pl.col("record_id") < pl.col("record_id_r"))
+        .join(features, on="record_id")
+        .join(features, left_on="record_id_r", right_on="record_id", suffix="_r")
+    )
+    agree = {c: (pl.col(c) == pl.col(f"{c}_r")).fill_null(False) for c in present}
+    agree["hard_link"] = pl.col("linked_record_ids").list.contains(pl.col("record_id_r")).fill_null(
+        False
+    ) | pl.col("linked_record_ids_r").list.contains(pl.col("record_id")).fill_null(False)
+    flags = pairs.select(**agree)
+    counts = {name: int(flags[name].sum()) for name in agree}
+    any_flag = flags.select(pl.any_horizontal(pl.all()).alias("any"))["any"]
+    counts["any"] = int(any_flag.sum())
+    counts["none"] = flags.height - counts["any"]
+    counts["pairs"] = flags.height
+    return counts

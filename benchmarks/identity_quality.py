@@ -37,12 +37,14 @@ from typing import Any
 import polars as pl
 
 from benchmarks import identity_data
-from benchmarks.identity_eval import Evaluation, evaluate, format_evaluation
+from benchmarks.identity_eval import Evaluation, evaluate, format_evaluation, shared_evidence
 from orchestration.funnel import identity
 from orchestration.funnel.normalize import given_name_key_expr
 
 TARGET_PRECISION = 0.999
 TARGET_RECALL = 0.95
+# Columns whose exact agreement the header counts over the true pairs (what is findable at all).
+_EVIDENCE_COLUMNS = ("email", "phone", "name_key", "name_reading", "company_key", "company_domain")
 
 
 def machine() -> str:
@@ -494,6 +496,11 @@ def main() -> None:
         f"{facts['true_pairs']:,} true pairs, seed {args.seed}, "
         f"ready in {time.perf_counter() - started:.1f} s (cached after the first run)"
     )
+    evidence = shared_evidence(data.truth, data.records, list(_EVIDENCE_COLUMNS))
+    shares = ", ".join(
+        f"{k} {v / max(evidence['pairs'], 1):.1%}" for k, v in evidence.items() if k != "pairs"
+    )
+    print(f"true pairs agreeing exactly on: {shares}")
     language = data.records.select("record_id", pl.col("locale").alias("language"))
     print(f"resolver: {resolver_version()}")
 

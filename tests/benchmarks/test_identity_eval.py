@@ -6,7 +6,12 @@ from itertools import combinations
 import polars as pl
 import pytest
 
-from benchmarks.identity_eval import evaluate, false_merge_examples, missed_examples
+from benchmarks.identity_eval import (
+    evaluate,
+    false_merge_examples,
+    missed_examples,
+    shared_evidence,
+)
 
 # Person A has three records (ja), B two (en), C one (en), D two (one ja, one en).
 TRUTH = pl.DataFrame(
@@ -116,3 +121,27 @@ def test_examples_show_the_offending_groups() -> None:
     assert "name" in merges.columns
     missed = missed_examples(PREDICTED, TRUTH, records)
     assert set(missed["person"]) == {"A", "B"}
+
+
+def test_shared_evidence_counts_true_pairs_by_agreeing_column() -> None:
+    records = pl.DataFrame(
+        {
+            "record_id": ["a1", "a2", "a3", "b1", "b2"],
+            "email": ["a@x.jp", "a@x.jp", None, "b@y.com", "c@y.com"],
+            "phone": [None, None, None, "+1", "+1"],
+            "linked_record_ids": [[], ["a3"], [], [], []],
+        }
+    )
+    truth = pl.DataFrame(
+        {"record_id": ["a1", "a2", "a3", "b1", "b2"], "person_id": ["A", "A", "A", "B", "B"]}
+    )
+    counts = shared_evidence(truth, records, ["email", "phone", "not_a_column"])
+    # Pairs a1-a2 (email), a1-a3 (nothing), a2-a3 (hard link), b1-b2 (phone).
+    assert counts == {
+        "email": 1,
+        "phone": 1,
+        "hard_link": 1,
+        "any": 3,
+        "none": 1,
+        "pairs": 4,
+    }
