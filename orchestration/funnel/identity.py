@@ -494,6 +494,7 @@ _COMPARED: Final = (
     "source_account_id",
     # per-record features (_with_features)
     "email_free",
+    "email_name_made",
     "given_ja",
     "family_ja",
     "given_nick",
@@ -686,6 +687,7 @@ def _with_features(df: pl.DataFrame, params: MatchParams) -> pl.DataFrame:
     term frequencies of the exactly-compared values, free-mail and script flags, nicknames."""
     out = df.with_columns(
         email_is_free_expr("email").fill_null(False).alias("email_free"),
+        name_made_address(pl.col("email"), pl.col("name_romaji")).alias("email_name_made"),
         _japanese("given_key").alias("given_ja"),
         _japanese("family_key").alias("family_ja"),
         _nickname("given_key").alias("given_nick"),
@@ -749,12 +751,20 @@ def _score(p: pl.DataFrame, params: MatchParams) -> pl.DataFrame:
         .alias("w_phone")
     )
     # Local parts are made from names (dmiller@ at work and at gmail): with the names already
-    # agreeing, the same local part at another domain adds little.
+    # agreeing, the same local part at another domain, or the same name-made free-mail address,
+    # adds little.
+    name_made = (pl.col("email") == "same") & (
+        pl.col("email_name_made_a") | pl.col("email_name_made_b")
+    ).fill_null(False)
     p = p.with_columns(
-        pl.when((pl.col("email") == "same_local") & pl.col("name").is_in(["exact", "close"]))
+        pl.when(
+            ((pl.col("email") == "same_local") | name_made)
+            & pl.col("name").is_in(["exact", "romaji", "close"])
+        )
         .then(pl.min_horizontal("w_email", pl.lit(_NAME_LOCAL_CAP)))
         .otherwise("w_email")
-        .alias("w_email")
+        .alias("w_email"),
+        name_made.alias("_name_made_email"),
     )
     return p.with_columns(
         pl.sum_horizontal(*[f"w_{c}" for c in LEVELS]).round(3).alias("match_weight")
@@ -891,6 +901,33 @@ def _hard_edges(df: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+_LONG_VOWEL_FOLDS: Final = (("ou", "o"), ("oo", "o"), ("uu", "u"))
+
+
+def name_made_address(address: pl.Expr, romaji: pl.Expr) -> pl.Expr:
+    """True for a free-mail address spelt from its holder's name and nothing else
+    (patriciayoung@gmail.com, tomoko.maeda@yahoo.co.jp, tmaeda@...): namesakes arrive at the
+    same one, so it proves no more than the name does. Digits or other words make it personal."""
+    local = address.str.split("@").list.first().str.replace_all(r"[._\-]", "")
+    for old, new in _LONG_VOWEL_FOLDS:
+        local = local.str.replace_all(old, new, literal=True)
+    tokens = romaji.str.split(" ")
+    first, last = tokens.list.get(0, null_on_oob=True), tokens.list.get(1, null_on_oob=True)
+    spelt = pl.concat_list(
+        first + last,
+        last + first,
+        first.str.slice(0, 1) + last,
+        last.str.slice(0, 1) + first,
+        first + last.str.slice(0, 1),
+        last + first.str.slice(0, 1),
+    )
+    return (
+        (tokens.list.len() == 2)
+        & spelt.list.contains(local)
+        & email_is_free_expr(address).fill_null(False)
+    ).fill_null(False)
+
+
 def _email_edges(df: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Star edges (record, smallest record of its address group) for non-vetoed email groups,
     and the vetoed addresses (used by people whose names conflict: shared mailboxes)."""
@@ -911,6 +948,13 @@ def _email_edges(df: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
         .filter(pl.col("address").is_not_null())
         .filter(~email_is_role_expr("address").fill_null(True))
         .unique(["_i", "address"])
+    )
+    # A name-made free-mail address is scored with the rest in tier 2 instead.
+    romaji = df.select("_i", "name_romaji")
+    addresses = (
+        addresses.join(romaji, on="_i", how="left")
+        .filter(~name_made_address(pl.col("address"), pl.col("name_romaji")))
+        .drop("name_romaji")
     )
     groups = (
         addresses.group_by("address")
@@ -1333,13 +1377,14 @@ def _resolve_frame(
         "match_weight",
         "veto",
         "_phone_count",
+        "_name_made_email",
     )
     # Name and company alone never merge (namesakes at one firm, father and son): an automatic
     # merge also needs the address or the person's own number to agree. A fixed line counts only
     # when no third record has it (a switchboard is shared); a local part made from the name
     # (dmiller@ at work and at home) does not count.
     corroborated = (
-        (pl.col("email") == "same")
+        ((pl.col("email") == "same") & ~pl.col("_name_made_email"))
         | (pl.col("phone") == "same_mobile")
         | ((pl.col("phone") == "same_fixed") & (pl.col("_phone_count") <= 2))
     )
