@@ -97,13 +97,19 @@ def identity_decisions(store: StateStore) -> pl.DataFrame:
     return store.read_table(tables.identity_decisions, identity.DECISION_SCHEMA).sort("decided_at")
 
 
-def _stored_graph(store: StateStore) -> identity.IdentityGraph | None:
+def _stored_graph(
+    store: StateStore, settings: identity.IdentitySettings
+) -> identity.IdentityGraph | None:
     records = frames.read(store, "identity_records")
     params = frames.read(store, "identity_params")
     if records.height == 0 or params.height == 0:
         return None
     return identity.restore_graph(
-        frames.read(store, "identity"), frames.read(store, "identity_pairs"), records, params
+        frames.read(store, "identity"),
+        frames.read(store, "identity_pairs"),
+        records,
+        params,
+        settings,
     )
 
 
@@ -118,7 +124,7 @@ def leads_identity(
     settings = identity_settings(lead_definition.definition())
     leads = frames.read(store, "leads_normalized")
     decisions = identity_decisions(store)
-    graph = _stored_graph(store)
+    graph = _stored_graph(store, settings)
     # Incremental when nothing but records changed since the stored graph: the same settings and
     # decisions, no record gone. Anything else re-resolves everything (ids stay stable).
     same_rules = store.read_frame("identity_settings").to_dicts() == [

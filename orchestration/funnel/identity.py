@@ -52,6 +52,7 @@ from orchestration.funnel.normalize import (
     email_is_role_expr,
     given_name_key_expr,
     name_key_expr,
+    name_romaji,
     normalize_email_expr,
 )
 
@@ -191,6 +192,15 @@ def _as_frame(records: pl.DataFrame | Sequence[Mapping[str, object]]) -> pl.Data
             pl.col("is_deleted").fill_null(False),
         )
     )
+    if "name_romaji" not in provided:
+        df = df.with_columns(
+            name_romaji(
+                df["first_name"],
+                df["last_name"],
+                pl.Series(values=[None] * df.height, dtype=pl.String),
+                pl.Series(values=[None] * df.height, dtype=pl.String),
+            ).alias("name_romaji")
+        )
     local = pl.col("email").str.split("@").list.first()
     domain = pl.col("email").str.split("@").list.last()
     df = df.with_columns(
@@ -382,6 +392,8 @@ BLOCKING_RULES: Final[dict[str, tuple[str, ...]]] = {
     "family+domain": ("family_key", "company_domain"),
     "given+company": ("given_key", "company_key"),
     "mobile": ("mobile_phone",),
+    # Addresses tier 1 leaves out (spelt from a name, or shared by conflicting names) are scored.
+    "email": ("email",),
 }
 
 
@@ -986,25 +998,32 @@ def _email_edges(df: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     return edges, vetoed
 
 
+def _blocks_on(rule: str) -> pl.Expr:
+    """Which records take part in a blocking rule: all its columns present, and no role or
+    shared mailbox behind an address rule (info@ says nothing about who is behind it)."""
+    cols = BLOCKING_RULES[rule]
+    present = pl.all_horizontal(pl.col(c).is_not_null() for c in cols)
+    if "email_local" in cols or "email" in cols:
+        present = present & ~pl.col("email_is_role").fill_null(False)
+    return present & ~pl.col("is_deleted")
+
+
+def _key(rule: str) -> pl.Expr:
+    """A rule's blocking key: a 64-bit hash of the rule name and its values."""
+    cols = BLOCKING_RULES[rule]
+    return (
+        pl.concat_str([pl.lit(rule), *[pl.col(c) for c in cols]], separator="\x1f")
+        .hash(seed=11)
+        .alias("key")
+    )
+
+
 def blocking_keys(df: pl.DataFrame) -> pl.DataFrame:
-    """(_i, rule, key) for every live record and blocking rule whose columns are all present;
-    `key` is a 64-bit hash of the rule name and the values."""
-    parts: list[pl.DataFrame] = []
-    live = df.filter(~pl.col("is_deleted"))
-    for rule, cols in BLOCKING_RULES.items():
-        present = pl.all_horizontal(pl.col(c).is_not_null() for c in cols)
-        if "email_local" in cols:
-            # info@ or a shared mailbox's local part says nothing about who is behind it.
-            present = present & ~pl.col("email_is_role").fill_null(False)
-        parts.append(
-            live.filter(present).select(
-                "_i",
-                pl.lit(rule).alias("rule"),
-                pl.concat_str([pl.lit(rule), *[pl.col(c) for c in cols]], separator="\x1f")
-                .hash(seed=11)
-                .alias("key"),
-            )
-        )
+    """(_i, rule, key) for every live record and blocking rule it takes part in."""
+    parts = [
+        df.filter(_blocks_on(rule)).select("_i", pl.lit(rule).alias("rule"), _key(rule))
+        for rule in BLOCKING_RULES
+    ]
     return (
         pl.concat(parts)
         if parts
@@ -1014,23 +1033,26 @@ def blocking_keys(df: pl.DataFrame) -> pl.DataFrame:
 
 def _candidate_pairs(
     keys: pl.DataFrame, max_block_size: int, generic: pl.DataFrame | None = None
-) -> pl.DataFrame:
-    """(a, b, rule) pairs of records sharing a blocking key of at most max_block_size records.
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(a, b, rule) pairs of records sharing a blocking key of at most max_block_size records,
+    and the keys too common to use.
 
     `generic` lists keys known to be too common elsewhere (incremental runs see part of the
     data, so block sizes come from the whole graph)."""
     sizes = keys.group_by("key").len()
+    too_common = sizes.filter(pl.col("len") > max_block_size).select("key")
     small = sizes.filter((pl.col("len") > 1) & (pl.col("len") <= max_block_size)).select("key")
     if generic is not None and generic.height:
         small = small.join(generic, on="key", how="anti")
     blocked = keys.join(small, on="key", how="semi").select("key", "_i", "rule")
-    return (
+    pairs = (
         blocked.join(blocked.select("key", pl.col("_i").alias("b")), on="key")
         .filter(pl.col("_i") < pl.col("b"))
         .select(pl.col("_i").alias("a"), "b", "rule")
         .group_by("a", "b")
         .agg(pl.col("rule").first())
     )
+    return pairs, too_common
 
 
 # --------------------------------------------------------------------------------------------
@@ -1262,34 +1284,37 @@ class IdentityGraph:
     """The result of a resolution, and the state an incremental `update` starts from.
 
     `assignments`: IDENTITY_SCHEMA, one row per record. `pairs`: IDENTITY_PAIR_SCHEMA, the merge
-    log. `records`: the matching frame of every record. `keys`: its blocking keys (record_id,
-    key). `params`: the level weights used."""
+    log. `records`: the matching frame of every record. `params`: the level weights used.
+    `generic_keys`: blocking keys too common to use."""
 
     assignments: pl.DataFrame
     pairs: pl.DataFrame
     records: pl.DataFrame
-    keys: pl.DataFrame
     params: MatchParams
+    # Blocking keys shared by more than max_block_size records: never used to propose pairs.
+    generic_keys: pl.DataFrame = field(
+        default_factory=lambda: pl.DataFrame(schema={"key": pl.UInt64})
+    )
     newly_merged: int = 0
 
 
 def restore_graph(
-    assignments: pl.DataFrame, pairs: pl.DataFrame, records: pl.DataFrame, params: pl.DataFrame
+    assignments: pl.DataFrame,
+    pairs: pl.DataFrame,
+    records: pl.DataFrame,
+    params: pl.DataFrame,
+    settings: IdentitySettings | None = None,
 ) -> IdentityGraph:
-    """An IdentityGraph from its stored parts (blocking keys and term frequencies recomputed)."""
+    """An IdentityGraph from its stored parts (term frequencies and block sizes recounted)."""
+    settings = settings or IdentitySettings()
     records = records.sort("record_id")
-    indexed = records.with_row_index("_i")
-    keys = (
-        blocking_keys(indexed)
-        .join(indexed.select("_i", "record_id"), on="_i")
-        .select("record_id", "key")
-    )
+    sizes = blocking_keys(records.with_row_index("_i")).group_by("key").len()
     return IdentityGraph(
         assignments=assignments,
         pairs=pairs,
         records=records,
-        keys=keys,
         params=MatchParams.from_rows(params, records),
+        generic_keys=sizes.filter(pl.col("len") > settings.max_block_size).select("key"),
     )
 
 
@@ -1344,7 +1369,8 @@ def _resolve_frame(
     params: MatchParams | None,
     generic: pl.DataFrame | None,
 ) -> tuple[pl.DataFrame, pl.DataFrame, MatchParams, pl.DataFrame]:
-    """Matching frame -> (labels (record_id, label, band, rule), pairs log, params, keys)."""
+    """Matching frame -> (labels (record_id, label, band, rule), pairs log, params, keys too
+    common to block on)."""
     decisions = _latest_decisions(decisions)
     hard = _hard_edges(df)
     email, shared = _email_edges(df)
@@ -1363,7 +1389,7 @@ def _resolve_frame(
     df = _with_features(df, params)
 
     keys = blocking_keys(df)
-    cand = _candidate_pairs(keys, settings.max_block_size, generic)
+    cand, too_common = _candidate_pairs(keys, settings.max_block_size, generic)
     # Pairs a stronger rule already joins need no score.
     strong = pl.concat([hard, email, accepted]).unique()
     cand = cand.join(strong, on=["a", "b"], how="anti").join(rejected, on=["a", "b"], how="anti")
@@ -1463,8 +1489,7 @@ def _resolve_frame(
     )
 
     log = _merge_log(df, applied, scored, review)
-    key_index = keys.join(ids, on="_i").select("record_id", "key")
-    return out, log, params, key_index
+    return out, log, params, too_common
 
 
 def _merge_log(
@@ -1592,14 +1617,13 @@ def build(
             assignments=empty_frame(IDENTITY_SCHEMA),
             pairs=empty_frame(IDENTITY_PAIR_SCHEMA),
             records=df,
-            keys=pl.DataFrame(schema={"record_id": pl.String, "key": pl.UInt64}),
             params=MatchParams(m=dict(_M_PRIORS), u={}),
         )
-    out, log, params, keys = _resolve_frame(df, settings, decisions, None, None)
+    out, log, params, too_common = _resolve_frame(df, settings, decisions, None, None)
     assignments = _finish(out, previous)
     newly = _newly_merged(assignments, previous)
     _check_guard(newly, assignments.height, settings, guard)
-    return IdentityGraph(assignments, log, df.drop("_i"), keys, params, newly)
+    return IdentityGraph(assignments, log, df.drop("_i"), params, too_common, newly)
 
 
 # Below this many newly merged records a share says nothing (two records of a tiny test CRM).
@@ -1628,18 +1652,25 @@ def update(
         return graph
     changed = new.select("record_id")
     base = graph.records.join(changed, on="record_id", how="anti")
-    new_i = new.with_row_index("_i")
-    new_keys = (
-        blocking_keys(new_i)
-        .join(new_i.select("_i", "record_id"), on="_i")
-        .select("record_id", "key")
-    )
-    base_keys = graph.keys.join(changed, on="record_id", how="anti")
-    all_keys = pl.concat([base_keys, new_keys])
-
     # Records the new ones could join: shared blocking keys, addresses, hard links either way,
     # and decisions that name them.
-    hits = base_keys.join(new_keys.select("key").unique(), on="key", how="semi").select("record_id")
+    # Blocking values are matched on the columns themselves: the graph keeps no key index, which
+    # would hold ~9 rows per record. A block the new records push over the size limit joins the
+    # generic keys (one that shrinks stays generic until the next full run).
+    hit_parts: list[pl.DataFrame] = []
+    generic_parts = [graph.generic_keys]
+    for rule, cols in BLOCKING_RULES.items():
+        values = new.filter(_blocks_on(rule)).select(cols)
+        if values.height == 0:
+            continue
+        matched = base.filter(_blocks_on(rule)).join(values.unique(), on=list(cols), how="semi")
+        hit_parts.append(matched.select("record_id"))
+        sizes = pl.concat([matched.select(cols), values]).group_by(cols).len()
+        generic_parts.append(
+            sizes.filter(pl.col("len") > settings.max_block_size).select(_key(rule))
+        )
+    hits = pl.concat(hit_parts) if hit_parts else pl.DataFrame(schema={"record_id": pl.String})
+    generic = pl.concat(generic_parts).unique()
     new_addresses = (
         pl.concat(
             [
@@ -1660,13 +1691,15 @@ def update(
         .join(new_addresses, on="a", how="semi")
         .select("record_id")
     )
-    new_ids = changed["record_id"].implode()
     linked_from_new = new.select(pl.col("linked_record_ids").alias("record_id")).explode(
         "record_id"
     )
-    linking_to_new = base.filter(
-        pl.col("linked_record_ids").list.eval(pl.element().is_in(new_ids)).list.any()
-    ).select("record_id")
+    linking_to_new = (
+        base.select("record_id", pl.col("linked_record_ids").alias("link"))
+        .explode("link")
+        .join(changed.rename({"record_id": "link"}), on="link", how="semi")
+        .select("record_id")
+    )
     touched_ids = pl.concat(
         [hits, by_address, linked_from_new, linking_to_new, changed]
     ).drop_nulls()
@@ -1689,19 +1722,6 @@ def update(
         .sort("record_id")
         .with_row_index("_i")
     )
-    # Keys shared by more records than allowed across the whole graph stay unused here too.
-    counts = (
-        all_keys.join(
-            pl.concat([new_keys, base_keys.join(scope_ids, on="record_id", how="semi")])
-            .select("key")
-            .unique(),
-            on="key",
-            how="semi",
-        )
-        .group_by("key")
-        .len()
-    )
-    generic = counts.filter(pl.col("len") > settings.max_block_size).select("key")
     out, log, _, _ = _resolve_frame(scope, settings, decisions, graph.params, generic)
 
     prev_scope = graph.assignments.join(scope_ids, on="record_id", how="semi")
@@ -1723,8 +1743,8 @@ def update(
             log,
         ]
     ).sort("record_a", "record_b")
-    records_all = pl.concat([base, new], how="vertical_relaxed")
-    return IdentityGraph(assignments, pairs, records_all, all_keys, graph.params, newly)
+    everyone = pl.concat([base, new], how="vertical_relaxed")
+    return IdentityGraph(assignments, pairs, everyone, graph.params, generic, newly)
 
 
 def resolve(

@@ -152,11 +152,11 @@ def test_a_cannot_link_holds_across_the_whole_cluster() -> None:
     b = {
         "record_id": "a:x:2",
         "email": "k@acme.com",
-        "secondary_emails": ["ken.ito@gmail.com"],
+        "secondary_emails": ["ken.ito.1984@gmail.com"],
         "first_name": "Ken",
         "last_name": "Ito",
     }
-    c = {"record_id": "a:x:3", "email": "ken.ito@gmail.com", "first_name": "Ken"}
+    c = {"record_id": "a:x:3", "email": "ken.ito.1984@gmail.com", "first_name": "Ken"}
     c |= {"last_name": "Ito"}
     assert len(_clusters(resolve([a, b, c]))) == 1
     out = resolve([a, b, c], decisions=_decisions([("a:x:1", "a:x:3", "reject")]))
@@ -244,3 +244,32 @@ def test_update_of_a_changed_record_can_split_its_cluster() -> None:
 def test_identity_module_exports_public_api() -> None:
     for name in ("resolve", "build", "update", "IdentityGraph", "MergeGuardError"):
         assert hasattr(identity, name)
+
+
+def test_name_made_free_mail_is_not_enough_on_its_own() -> None:
+    names = pl.DataFrame(
+        {
+            "address": [
+                "patriciayoung@gmail.com",
+                "tomoko.maeda@yahoo.co.jp",
+                "tmaeda@gmail.com",
+                "marcus_tan46@gmail.com",
+                "patricia.young@acme.com",
+            ],
+            # as the normaliser folds them (long vowels: young -> yong, like Satou -> sato)
+            "romaji": ["patricia yong", "maeda tomoko", "maeda tomoko", "marcus tan", None],
+        }
+    )
+    made = names.select(identity.name_made_address(pl.col("address"), pl.col("romaji")))
+    assert made.to_series().to_list() == [True, True, True, False, False]
+
+    # Two Patricia Youngs at the same spelt-from-the-name gmail address: a question, not a merge.
+    a = {"record_id": "a:x:1", "email": "patriciayoung@gmail.com", "first_name": "Patricia"}
+    a |= {"last_name": "Young", "company": "Vertex Labs LLC"}
+    b = {**a, "record_id": "a:x:2", "company": None}
+    out = resolve([a, b])
+    assert len(_clusters(out)) == 2
+    assert set(out["band"].to_list()) == {"review"}
+    # The same person's own mobile number settles it.
+    mobile = {"phone": "+14155550123", "phone_type": "mobile"}
+    assert len(_clusters(resolve([a | mobile, b | mobile]))) == 1
