@@ -507,6 +507,7 @@ _COMPARED: Final = (
     # per-record features (_with_features)
     "email_free",
     "email_name_made",
+    "phone_names",
     "given_ja",
     "family_ja",
     "given_nick",
@@ -694,16 +695,35 @@ def term_frequencies(df: pl.DataFrame) -> dict[str, pl.DataFrame]:
     }
 
 
-def _with_features(df: pl.DataFrame, params: MatchParams) -> pl.DataFrame:
-    """Per-record columns the pair steps read, computed once per record instead of once per pair:
-    term frequencies of the exactly-compared values, free-mail and script flags, nicknames."""
-    out = df.with_columns(
+def phone_name_counts(records: pl.DataFrame) -> pl.DataFrame:
+    """phone -> how many different names live records with that number carry."""
+    return (
+        records.filter(pl.col("phone").is_not_null() & ~pl.col("is_deleted"))
+        .group_by("phone")
+        .agg(pl.col("name_key").n_unique().alias("phone_names"))
+    )
+
+
+def _with_flags(df: pl.DataFrame, phone_names: pl.DataFrame | None = None) -> pl.DataFrame:
+    """Per-record columns the vetoes read, computed once per record instead of once per pair:
+    free-mail and script flags, nicknames, and how many different names share the phone
+    (`phone_names`: counted over the whole graph when the frame is only part of it)."""
+    counts = phone_names if phone_names is not None else phone_name_counts(df)
+    # A line only one name answers is that person's, however many records carry it; a
+    # switchboard answers for many names.
+    df = df.join(counts, on="phone", how="left").sort("_i")
+    return df.with_columns(
         email_is_free_expr("email").fill_null(False).alias("email_free"),
         name_made_address(pl.col("email"), pl.col("name_romaji")).alias("email_name_made"),
         _japanese("given_key").alias("given_ja"),
         _japanese("family_key").alias("family_ja"),
         _nickname("given_key").alias("given_nick"),
     )
+
+
+def _with_features(df: pl.DataFrame, params: MatchParams) -> pl.DataFrame:
+    """The vetoes' flags plus the term frequencies of the exactly-compared values."""
+    out = df if "given_nick" in df.columns else _with_flags(df)
     for key, column in _TF_COLUMNS.items():
         table = params.tf.get(key)
         if table is None or table.height == 0:
@@ -810,14 +830,14 @@ def _vetoes(p: pl.DataFrame) -> pl.DataFrame:
         & ~(
             pl.col("name_romaji_a").is_not_null()
             & pl.col("name_romaji_a").eq(pl.col("name_romaji_b"))
-        )
+        ).fill_null(False)
         # A first/last swap or the same reading is one name written two ways.
         & ~pl.col("name_key_a").eq_missing(pl.col("name_key_b"))
         & ~(
             pl.col("name_reading_a").is_not_null()
             & pl.col("name_reading_a").eq(pl.col("name_reading_b"))
-        )
-        & ~(pl.col("family_key_a").eq(gb) & pl.col("family_key_b").eq(ga))
+        ).fill_null(False)
+        & ~(pl.col("family_key_a").eq(gb) & pl.col("family_key_b").eq(ga)).fill_null(False)
     )
     fa, fb = pl.col("family_key_a"), pl.col("family_key_b")
     family_conflict = (
@@ -832,12 +852,12 @@ def _vetoes(p: pl.DataFrame) -> pl.DataFrame:
         & ~(
             pl.col("name_reading_a").is_not_null()
             & pl.col("name_reading_a").eq(pl.col("name_reading_b"))
-        )
+        ).fill_null(False)
         & ~(
             pl.col("name_romaji_a").is_not_null()
             & pl.col("name_romaji_a").eq(pl.col("name_romaji_b"))
-        )
-        & ~(fa.eq(gb) & fb.eq(ga))
+        ).fill_null(False)
+        & ~(fa.eq(gb) & fb.eq(ga)).fill_null(False)
     )
     # Two addresses of one person at one domain exist (t.yamada@ and taro.yamada@), so the same
     # full name lifts the veto, unless the addresses differ only by a number: that is how mail
@@ -974,20 +994,19 @@ def _email_edges(df: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
         .filter(pl.col("n") > 1)
     )
     candidates = addresses.join(groups.select("address"), on="address", how="semi")
-    names = (
-        candidates.filter(pl.col("given_key").is_not_null())
-        .select("address", "given_key", "name_key")
-        .unique()
+    # An address whose holders' names conflict (the same rules as the pair vetoes: typos,
+    # nicknames, swaps, scripts and readings allowed for) is a shared mailbox.
+    members = candidates.select("address", "_i")
+    within = (
+        members.join(members.rename({"_i": "b"}), on="address")
+        .filter(pl.col("_i") < pl.col("b"))
+        .select("address", pl.col("_i").alias("a"), "b")
     )
-    pairs = names.join(names, on="address", suffix="_o").filter(
-        (pl.col("given_key") < pl.col("given_key_o"))
-        & ~pl.col("given_key").str.starts_with(pl.col("given_key_o"))
-        & ~pl.col("given_key_o").str.starts_with(pl.col("given_key"))
-        & (_nickname("given_key") != _nickname("given_key_o"))
-        & (_japanese("given_key") == _japanese("given_key_o"))
-        & ~pl.col("name_key").eq_missing(pl.col("name_key_o"))
-    )
-    vetoed = pairs.select("address").unique()
+    judged = _vetoes(_compare_min(_pair_frame(df, within.select("a", "b").unique())))
+    conflicting = judged.filter(
+        pl.col("veto").is_in(["given_names_conflict", "family_names_conflict"])
+    ).select("a", "b")
+    vetoed = within.join(conflicting, on=["a", "b"], how="semi").select("address").unique()
     merged = candidates.join(vetoed, on="address", how="anti")
     edges = (
         merged.with_columns(pl.col("_i").min().over("address").alias("b"))
@@ -1368,10 +1387,12 @@ def _resolve_frame(
     decisions: pl.DataFrame | None,
     params: MatchParams | None,
     generic: pl.DataFrame | None,
+    phone_names: pl.DataFrame | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame, MatchParams, pl.DataFrame]:
     """Matching frame -> (labels (record_id, label, band, rule), pairs log, params, keys too
     common to block on)."""
     decisions = _latest_decisions(decisions)
+    df = _with_flags(df, phone_names)
     hard = _hard_edges(df)
     email, shared = _email_edges(df)
     if shared.height:
@@ -1403,6 +1424,7 @@ def _resolve_frame(
         "match_weight",
         "veto",
         "_phone_count",
+        pl.col("phone_names_a").alias("_phone_names"),
         "_name_made_email",
     )
     # Name and company alone never merge (namesakes at one firm, father and son): an automatic
@@ -1412,7 +1434,7 @@ def _resolve_frame(
     corroborated = (
         ((pl.col("email") == "same") & ~pl.col("_name_made_email"))
         | (pl.col("phone") == "same_mobile")
-        | ((pl.col("phone") == "same_fixed") & (pl.col("_phone_count") <= 2))
+        | ((pl.col("phone") == "same_fixed") & (pl.col("_phone_names") <= 1))
     )
     auto = scored.filter(
         pl.col("veto").is_null()
@@ -1722,7 +1744,17 @@ def update(
         .sort("record_id")
         .with_row_index("_i")
     )
-    out, log, _, _ = _resolve_frame(scope, settings, decisions, graph.params, generic)
+    scope_phones = scope.select("phone").drop_nulls().unique()
+    phone_names = phone_name_counts(
+        pl.concat(
+            [
+                base.join(scope_phones, on="phone", how="semi"),
+                new.join(scope_phones, on="phone", how="semi"),
+            ],
+            how="vertical_relaxed",
+        )
+    )
+    out, log, _, _ = _resolve_frame(scope, settings, decisions, graph.params, generic, phone_names)
 
     prev_scope = graph.assignments.join(scope_ids, on="record_id", how="semi")
     scoped = _finish(out, prev_scope)
