@@ -273,3 +273,36 @@ def test_name_made_free_mail_is_not_enough_on_its_own() -> None:
     # The same person's own mobile number settles it.
     mobile = {"phone": "+14155550123", "phone_type": "mobile"}
     assert len(_clusters(resolve([a | mobile, b | mobile]))) == 1
+
+
+def test_a_missing_reading_does_not_silence_a_name_veto() -> None:
+    # Brothers at one firm sharing its switchboard; only one record has a kana reading.
+    a = {"record_id": "a:x:1", "first_name": "太郎", "last_name": "山田", "company": "アクメ(株)"}
+    a |= {"phone": "+81312345678", "phone_type": "fixed", "name_reading": "やまだ たろう"}
+    b = {
+        "record_id": "a:x:2",
+        "first_name": "次郎",
+        "last_name": "山田",
+        "company": "株式会社アクメ",
+    }
+    b |= {"phone": "+81312345678", "phone_type": "fixed"}
+    graph = build([a, b])
+    assert len(_clusters(graph.assignments)) == 2
+    assert graph.pairs["veto"].to_list() == ["given_names_conflict"]
+
+
+def test_a_line_one_name_answers_corroborates_a_merge() -> None:
+    # Three records of one person share a direct line: not a switchboard, however many records.
+    base = {"first_name": "Ana", "last_name": "Lima", "company": "Acme Ltd"}
+    line = {"phone": "+442071234567", "phone_type": "fixed"}
+    records = [
+        {"record_id": "a:x:1", "email": "ana.lima@acme.co.uk"} | base | line,
+        {"record_id": "a:x:2", "email": "analima1990@gmail.com"} | base | line,
+        {"record_id": "a:x:3"} | base | line,
+    ]
+    assert len(_clusters(resolve(records))) == 1
+    # A colleague on the same number makes it a switchboard: name and firm are left to review.
+    colleague = {"record_id": "a:x:4", "first_name": "Bo", "last_name": "Chen"} | line
+    out = resolve([*records[1:], colleague | {"company": "Acme Ltd"}])
+    assert _row(out, "a:x:2")["unified_id"] != _row(out, "a:x:3")["unified_id"]
+    assert _row(out, "a:x:2")["band"] == "review"
