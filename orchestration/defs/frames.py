@@ -3,6 +3,7 @@
 import polars as pl
 
 from orchestration.funnel.identity import MATCH_SCHEMA, PARAMS_SCHEMA
+from orchestration.funnel.metrics import STAGE_REPORT_SCHEMA
 from orchestration.funnel.model import (
     ACTIVITY_SCHEMA,
     CANONICAL_LEAD_SCHEMA,
@@ -36,11 +37,8 @@ FRAME_SCHEMAS: dict[str, dict[str, pl.DataType]] = {
     "stages": STAGES_SCHEMA,
     "nurture_assignments": {**ASSIGNMENT_SCHEMA, **RENDER_COLUMNS},
     "writeback_plan": PLAN_SCHEMA,
-    "report_funnel": {
-        "stage": pl.String(),
-        "reached": pl.Int64(),
-        "conversion_from_previous": pl.Float64(),
-    },
+    # The funnel report's stage rows (waterfall, time in stage, exits); its cuts live in metadata.
+    "report_funnel": STAGE_REPORT_SCHEMA,
 }
 
 

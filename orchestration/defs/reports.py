@@ -1,12 +1,16 @@
-"""Report assets: the demand waterfall computed from the stage ledger."""
+"""Report assets: the demand waterfall by region, origin, source and cohort, with its chart."""
+
+import base64
+from datetime import UTC, datetime
 
 import dagster as dg
 
 from orchestration.defs import frames
 from orchestration.defs.metadata import markdown_preview
-from orchestration.defs.resources import StateStoreResource
+from orchestration.defs.resources import LeadDefinitionResource, StateStoreResource
 from orchestration.funnel import metrics
 from orchestration.funnel.stages import LEDGER_SCHEMA
+from orchestration.reports.funnel import markdown_tables, reports_dir, write_funnel_report
 from orchestration.store import tables
 
 
@@ -16,15 +20,31 @@ from orchestration.store import tables
     group_name="reports",
     kinds={"polars"},
 )
-def reports_funnel(state_store: StateStoreResource) -> dg.MaterializeResult:
-    """The demand waterfall: leads per stage now and how many ever reached each stage."""
+def reports_funnel(
+    state_store: StateStoreResource, lead_definition: LeadDefinitionResource
+) -> dg.MaterializeResult:
+    """The demand waterfall by cut, its bottleneck and chart (also written to the reports dir)."""
     store = state_store.store()
     counts = metrics.stage_counts(frames.read(store, "stages"))
-    waterfall = metrics.waterfall(store.read_table(tables.stage_ledger, LEDGER_SCHEMA))
-    frames.write(store, "report_funnel", waterfall)
+    report = metrics.funnel_report(
+        store.read_table(tables.stage_ledger, LEDGER_SCHEMA),
+        frames.read(store, "unified_leads"),
+        lead_definition.definition(),
+        datetime.now(UTC),
+    )
+    frames.write(store, "report_funnel", report.overall)
+    png_path, md_path = write_funnel_report(report, reports_dir())
+    data_uri = "data:image/png;base64," + base64.b64encode(png_path.read_bytes()).decode("ascii")
+    tables_md = markdown_tables(report)
     return dg.MaterializeResult(
         metadata={
+            "bottleneck": dg.MetadataValue.text(report.bottleneck_sentence()),
+            "chart": dg.MetadataValue.md(f"![funnel]({data_uri})"),
+            "waterfall": dg.MetadataValue.md(tables_md.pop("overall")),
+            **{f"waterfall_by_{cut}": dg.MetadataValue.md(t) for cut, t in tables_md.items()},
             "leads_by_stage": markdown_preview(counts),
-            "waterfall": markdown_preview(waterfall),
+            "leads": dg.MetadataValue.int(report.leads),
+            **{name: dg.MetadataValue.int(n) for name, n in report.flows.items()},
+            "report_path": dg.MetadataValue.path(str(md_path.resolve())),
         }
     )

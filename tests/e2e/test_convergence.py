@@ -85,6 +85,8 @@ STAMPS: dict[str, frozenset[str]] = {
 CLOCK_COLUMNS: dict[str, frozenset[str]] = {
     "stages": frozenset({"stage_entered_at"}),
     "nurture_assignments": frozenset({"due_at"}),
+    # Days in and waiting in a stage run on the clock of the runs that wrote the ledger.
+    "report_funnel": frozenset({"median_days_in_stage", "median_days_waiting"}),
 }
 
 Fields = dict[str, str | None]

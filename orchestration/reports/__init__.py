@@ -1,0 +1,1 @@
+"""Presentation of reports: charts and Markdown, shared by the Dagster assets and the CLI."""
