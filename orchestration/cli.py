@@ -1,4 +1,4 @@
-"""The `leadsync` command: demo, sandboxes, sync, plan, reconcile, review and unmerge."""
+"""The `leadsync` command: demo, sandboxes, sync, plan, reconcile, report, review and unmerge."""
 
 import json
 import os
@@ -31,6 +31,8 @@ review_app = typer.Typer(
     invoke_without_command=True,
 )
 app.add_typer(review_app, name="review")
+report_app = typer.Typer(help="Reports over the stage ledger: the funnel.", no_args_is_help=True)
+app.add_typer(report_app, name="report")
 
 console = Console()
 
@@ -212,6 +214,80 @@ def reconcile(as_json: JsonOpt = False) -> None:
         raise typer.Exit(1)
 
 
+@report_app.command("funnel")
+def report_funnel(
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Folder for funnel.png and funnel.md (LEADSYNC_REPORTS_DIR)."),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The demand waterfall by region, origin, source and cohort, with the bottleneck named."""
+    from datetime import UTC, datetime
+
+    from orchestration.defs import frames
+    from orchestration.funnel.definition import DEFAULT_PATH, load_definition
+    from orchestration.funnel.metrics import funnel_report
+    from orchestration.funnel.stages import LEDGER_SCHEMA
+    from orchestration.reports.funnel import reports_dir, stage_label, write_funnel_report
+    from orchestration.store import tables
+
+    store = _state_store()
+    report = funnel_report(
+        store.read_table(tables.stage_ledger, LEDGER_SCHEMA),
+        frames.read(store, "unified_leads"),
+        load_definition(DEFAULT_PATH),
+        datetime.now(UTC),
+    )
+    png, md = write_funnel_report(report, out or reports_dir())
+    if as_json:
+        payload = {
+            "generated_at": report.generated_at.isoformat(),
+            "leads": report.leads,
+            "bottleneck": report.bottleneck_sentence(),
+            "flows": report.flows,
+            "overall": report.overall.to_dicts(),
+            **{f"by_{cut}": frame.to_dicts() for cut, frame in report.cuts().items()},
+            "png": str(png),
+            "markdown": str(md),
+        }
+        print(json.dumps(payload, ensure_ascii=False, default=str))
+        return
+    table = Table(title=f"leadsync report funnel: {report.leads} leads", header_style="bold")
+    for column in ("stage", "reached", "conv.", "median days", "in stage", "recycled", "DQ"):
+        table.add_column(column, justify="left" if column == "stage" else "right")
+    for r in report.overall.to_dicts():
+        conversion, days = r["conversion_from_previous"], r["median_days_in_stage"]
+        table.add_row(
+            stage_label(r["stage"]),
+            str(r["reached"]),
+            "" if conversion is None else f"{conversion:.1%}",
+            "" if days is None else f"{days:.1f}",
+            str(r["in_stage_now"]),
+            str(r["recycled"]),
+            str(r["disqualified"]),
+        )
+    console.print(table)
+    for cut, frame in report.cuts().items():
+        cut_table = Table(title=f"by {cut}", header_style="bold")
+        cut_table.add_column(cut)
+        stages = frame["stage"].unique(maintain_order=True).to_list()
+        for stage in stages:
+            cut_table.add_column(stage_label(stage), justify="right")
+        for (segment,), part in frame.group_by("segment", maintain_order=True):
+            cut_table.add_row(escape(str(segment)), *(str(n) for n in part["reached"]))
+        console.print(cut_table)
+    flows = report.flows
+    console.print(
+        f"marketing-generated [bold]{flows['marketing_generated']}[/]   "
+        f"sales-generated [bold]{flows['sales_generated']}[/]   "
+        f"recycled [bold]{flows['recycled']}[/]   reopened [bold]{flows['reopened']}[/]   "
+        f"disqualified [bold]{flows['disqualified']}[/]"
+    )
+    console.print(f"[bold]{escape(report.bottleneck_sentence())}[/]")
+    console.print(f"wrote {escape(str(png))} and {escape(str(md))}")
+
+
 @definition_app.command("validate")
 def definition_validate(
     path: Annotated[
@@ -270,10 +346,6 @@ def templates_lint(
     console.print(f"{errors} error(s), {len(problems) - errors} warning(s) in {folder}")
     if errors:
         raise typer.Exit(1)
-
-
-if __name__ == "__main__":
-    app()
 
 
 # --------------------------------------------------------------------------------------------
@@ -431,3 +503,147 @@ def unmerge(
             "[yellow]note:[/] some of these records are linked by the CRMs themselves "
             "(converted lead, merge, connector id); those links are facts and stay merged"
         )
+
+
+# --------------------------------------------------------------------------------------------
+# Explain: why a lead scores and stands where it does
+# --------------------------------------------------------------------------------------------
+
+if TYPE_CHECKING:
+    from orchestration.funnel.explain import Explanation
+
+
+@app.command()
+def explain(
+    key: Annotated[str, typer.Argument(help="An email, a record id or a unified id (UL-...).")],
+    top: Annotated[int, typer.Option("--top", help="Most contributions to show.")] = 10,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the explanation as one JSON object.")
+    ] = False,
+) -> None:
+    """Show a lead's score contributions (as earned and decayed), stage history and next content.
+
+    An email shared by several unified leads explains the most recently updated one and lists the
+    others. Exits 1 when nothing matches.
+    """
+    from orchestration.defs import frames
+    from orchestration.funnel import explain as explaining
+    from orchestration.funnel.definition import load_definition
+    from orchestration.funnel.stages import LEDGER_SCHEMA
+    from orchestration.store import tables
+
+    store = _state_store()
+    try:
+        regions = load_definition().country_regions()
+    except Exception:
+        # A broken definition only costs the region name; it must not hide what the store knows.
+        regions = {}
+    found = explaining.explain(
+        key,
+        leads=frames.read(store, "leads_normalized"),
+        identity=frames.read(store, "identity"),
+        unified=frames.read(store, "unified_leads"),
+        scores=frames.read(store, "scores"),
+        stages=frames.read(store, "stages"),
+        ledger=store.read_table(tables.stage_ledger, LEDGER_SCHEMA),
+        assignments=frames.read(store, "nurture_assignments"),
+        country_regions=regions,
+    )
+    if found is None:
+        console.print(
+            f"[red]no lead matches {escape(key)!r}[/]: give an email, a record id "
+            "(hubspot:contacts:123) or a unified id (UL-...); run a sync first?",
+            highlight=False,
+        )
+        raise typer.Exit(1)
+    if as_json:
+        print(json.dumps(found.to_dict(), ensure_ascii=False))
+        return
+    _print_explanation(found, top)
+
+
+def _print_explanation(found: "Explanation", top: int) -> None:
+    def text(value: object) -> str:
+        return "" if value is None else escape(str(value))
+
+    where = ", ".join(p for p in (found.country, found.region and f"region {found.region}") if p)
+    console.print(
+        f"[bold]{text(found.name) or '(no name)'}[/] <{text(found.email)}> "
+        f"{text(found.company)}{f' ({where})' if where else ''}  [dim]{found.unified_id}[/]",
+        highlight=False,
+    )
+    if found.score is None:
+        console.print("not scored yet", highlight=False)
+    else:
+        # Negatives are applied after the engagement floor, so they are what the two parts leave.
+        negatives = found.score - (found.fit_score or 0) - (found.engagement_score or 0)
+        console.print(
+            f"score [bold]{found.score}[/] = fit {found.fit_score} + engagement "
+            f"{found.engagement_score} + negatives {negatives}: {text(found.temperature)}"
+            f"{', hand-raise' if found.hand_raise else ''}",
+            highlight=False,
+        )
+    since = found.stage_entered_at
+    console.print(
+        f"stage [bold]{text(found.stage) or 'none yet'}[/]"
+        + (f" since {since:%Y-%m-%d %H:%M}" if since else ""),
+        highlight=False,
+    )
+    console.print(
+        "records: " + ", ".join(escape(m.record_id) for m in found.members), highlight=False
+    )
+    table = Table(title="contributions", header_style="bold")
+    for column in ("source", "earned", "now", "age (days)", "half-life", "events"):
+        table.add_column(column, justify="left" if column == "source" else "right")
+
+    def num(value: float | int | None, digits: int = 1) -> str:
+        return "" if value is None else f"{value:.{digits}f}"
+
+    for c in found.contributions[:top]:
+        table.add_row(
+            escape(c.source),
+            num(c.points),
+            num(c.decayed),
+            num(c.age_days),
+            num(c.half_life_days, 0),
+            "" if c.events is None else str(c.events),
+        )
+    console.print(table)
+    if len(found.contributions) > top:
+        console.print(f"… and {len(found.contributions) - top} smaller contribution(s)")
+    history = Table(title="stage history", header_style="bold")
+    for column in ("at", "from", "to", "rule", "reason", "definition"):
+        history.add_column(column)
+    for t in found.history:
+        history.add_row(
+            text(t.at and t.at.strftime("%Y-%m-%d %H:%M")),
+            text(t.from_stage) or "-",
+            text(t.to_stage),
+            text(t.rule),
+            text(t.reason),
+            text(t.definition_version),
+        )
+    console.print(history)
+    nxt = found.next_content
+    if nxt is None:
+        console.print("next content: none assigned yet")
+    elif nxt.template_id:
+        console.print(
+            f"next content: [bold]{text(nxt.template_id)}[/] ({text(nxt.channel)}, "
+            f'{text(nxt.locale)}) "{text(nxt.subject)}": {text(nxt.why)}'
+            + (f"; due {nxt.due_at:%Y-%m-%d}" if nxt.due_at else ""),
+            highlight=False,
+        )
+    else:
+        console.print(f"next content: {text(nxt.status)} ({text(nxt.why)})", highlight=False)
+    if found.other_matches:
+        console.print(
+            "[yellow]this email also matches[/] "
+            + ", ".join(found.other_matches)
+            + ": `leadsync explain <id>` for each",
+            highlight=False,
+        )
+
+
+if __name__ == "__main__":
+    app()

@@ -16,6 +16,9 @@ the regional overlay that lists it and scores that region's leads with the merge
 before overlays existed. A regional lead without a locale is read in the region's first locale.
 
 `reasons` explains each score with its top contributions, which sales sees next to the number.
+`contributions` keeps every non-zero contribution with the numbers behind it (points as earned,
+the decayed amount that counts now, the newest event's age, the half-life), so `leadsync explain`
+can show why a score is what it is without re-running the scoring.
 """
 
 from __future__ import annotations
@@ -39,6 +42,12 @@ SCORE_SCHEMA: dict[str, pl.DataType] = {
     "last_activity_at": UTC_TS,
     "last_hand_raise_at": UTC_TS,
     "reasons": pl.String(),
+    # JSON list, largest |decayed| first, of every non-zero contribution: {"rule", "points" (as
+    # earned, undecayed), "decayed" (what counts in the score now), "age_days" (newest event),
+    # "half_life_days", "events"}; the last three are null for fit and negative rules. When the
+    # engagement total was capped or floored, an "engagement:total_cap" / "engagement:floor" entry
+    # carries the difference, so the decayed amounts sum to `score` (within rounding).
+    "contributions": pl.String(),
 }
 
 # The lead columns scoring reads; missing ones are treated as unknown (null).
@@ -54,8 +63,14 @@ LEAD_INPUT_SCHEMA: dict[str, pl.DataType] = {
 }
 
 MAX_REASONS = 5
+# Decimals kept in `contributions`: enough to add up to the integer score.
+_DECIMALS = 2
 _MICROS_PER_DAY = 86_400_000_000
 _REGION = "__region"
+_ROW = "__row"
+_EMPTY_TIMELINE = pl.DataFrame(
+    schema={"unified_id": pl.UInt32(), "activity_type": pl.String(), "occurred_at": UTC_TS}
+)
 
 
 def as_utc(now: datetime) -> datetime:
@@ -221,26 +236,25 @@ def _seniority(definition: LeadDefinition) -> tuple[pl.Expr, pl.Expr]:
 
 
 def _engagement(
-    leads: pl.DataFrame, activities: pl.DataFrame, definition: LeadDefinition, now: datetime
+    acts: pl.DataFrame, definition: LeadDefinition, now: datetime
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(per lead×type capped points, per lead activity facts) from the activity timeline."""
+    """(per lead×type capped points, per lead activity facts) from `_timeline` rows (already cut
+    to the leads being scored and to `now`)."""
     eng = definition.scoring.engagement
+    types = list(eng.activities)
+    # Types by number: grouping ten million rows on (row number, type number) is several times
+    # cheaper than on a type string, and the per-type numbers join on a one-byte key.
     table = pl.DataFrame(
         {
-            "activity_type": list(eng.activities),
+            "type_code": list(range(len(types))),
+            "activity_type": types,
             "points": [float(a.points) for a in eng.activities.values()],
             "cap": [float(a.cap) for a in eng.activities.values()],
-            "half_life": [eng.half_life(t) for t in eng.activities],
-        }
+            "half_life": [eng.half_life(t) for t in types],
+        },
+        schema_overrides={"type_code": pl.UInt8},
     )
     window_start = now - timedelta(days=definition.scoring.hand_raise.window_days)
-    acts = (
-        ensure_columns(activities, {"unified_id": pl.String(), "activity_type": pl.String()})
-        .select("unified_id", "activity_type", pl.col("occurred_at").cast(UTC_TS))
-        .filter(pl.col("unified_id").is_not_null() & (pl.col("occurred_at") <= pl.lit(now)))
-        # Only leads being scored: activities of other leads are not this run's business.
-        .join(leads.select("unified_id"), on="unified_id", how="semi")
-    )
     hand_raise_types = definition.scoring.hand_raise.activity_types
     facts = acts.group_by("unified_id").agg(
         pl.col("occurred_at").max().alias("last_activity_at"),
@@ -253,29 +267,40 @@ def _engagement(
         (pl.col("last_hand_raise_at") >= pl.lit(window_start)).fill_null(False).alias("hand_raise")
     )
     age_days = (pl.lit(now) - pl.col("occurred_at")).dt.total_microseconds() / _MICROS_PER_DAY
+    code = pl.col("activity_type").replace_strict(
+        dict(zip(types, range(len(types)), strict=True)), default=None, return_dtype=pl.UInt8
+    )
     per_type = (
-        acts.join(table, on="activity_type", how="inner")
-        .with_columns(
-            (pl.col("points") * pl.lit(0.5).pow(age_days / pl.col("half_life"))).alias("decayed")
-        )
-        .group_by("unified_id", "activity_type")
+        acts.lazy()
+        .select("unified_id", code.alias("type_code"), "occurred_at")
+        # Types the definition does not list earn nothing.
+        .join(table.lazy().select("type_code", "points", "half_life"), on="type_code")
+        .group_by("unified_id", "type_code")
         .agg(
-            pl.col("decayed").sum(),
-            pl.col("points").first().alias("points"),
-            pl.col("cap").first(),
+            (pl.col("points") * pl.lit(0.5).pow(age_days / pl.col("half_life")))
+            .sum()
+            .alias("decayed"),
+            # What the events earned before decay and caps, kept for `contributions`.
+            pl.col("points").sum().alias("earned"),
+            pl.len().cast(pl.Int64).alias("events"),
+            # The newest event is the youngest: the same figure as the minimum of the ages.
+            pl.col("occurred_at").max(),
         )
-        .with_columns(
+        .join(table.lazy(), on="type_code")
+        .select(
+            "unified_id",
+            (pl.lit("engagement:") + pl.col("activity_type")).alias("rule"),
             # A positive type is capped at +cap, a negative one at -cap.
             pl.when(pl.col("points") >= 0)
             .then(pl.col("decayed").clip(upper_bound=pl.col("cap")))
             .otherwise(pl.col("decayed").clip(lower_bound=-pl.col("cap")))
-            .alias("points")
+            .alias("points"),
+            "earned",
+            "events",
+            age_days.alias("age_days"),
+            pl.col("half_life").alias("half_life_days"),
         )
-        .select(
-            "unified_id",
-            (pl.lit("engagement:") + pl.col("activity_type")).alias("rule"),
-            "points",
-        )
+        .collect()
     )
     return per_type, facts
 
@@ -297,38 +322,69 @@ def score(
     leads = ensure_columns(unified, LEAD_INPUT_SCHEMA).unique(
         "unified_id", keep="first", maintain_order=True
     )
+    ids = leads.get_column("unified_id")
+    # From here on `unified_id` holds each lead's row number: at a million leads and ten million
+    # activities every group-by, join and sort below is then on an integer rather than a string,
+    # and the ids come back by row number at the end (in the input's order).
+    leads = leads.with_columns(pl.int_range(pl.len(), dtype=pl.UInt32).alias("unified_id"))
+    acts = _timeline(ids, activities, now)
     parts = split_by_region(leads, definition)
     if len(parts) == 1:
         rules, part = parts[0]
-        return _score_leads(_in_region_locale(part, definition, rules), activities, rules, now)
-    # One join hands each part its own activities, rather than one scan of them per region.
-    acts = ensure_columns(activities, {"unified_id": pl.String()})
-    owner = pl.concat(
-        [
-            p.select("unified_id", pl.lit(i, dtype=pl.Int64).alias(_REGION))
-            for i, (_, p) in enumerate(parts)
-        ]
-    )
-    acts_by_part = acts.join(owner, on="unified_id", how="inner").partition_by(
-        _REGION, as_dict=True, include_key=False
-    )
-    scored = [
-        _score_leads(
-            _in_region_locale(part, definition, rules),
-            acts_by_part.get((i,), acts.clear()),
-            rules,
-            now,
+        scored = [_score_leads(_in_region_locale(part, definition, rules), acts, rules, now)]
+    else:
+        # Each lead's part, looked up by row number, hands each part its own activities without
+        # another join or scan of the timeline per region.
+        part_of = (
+            pl.concat(
+                [
+                    p.select("unified_id", pl.lit(i, dtype=pl.UInt32).alias(_REGION))
+                    for i, (_, p) in enumerate(parts)
+                ]
+            )
+            .sort("unified_id")
+            .get_column(_REGION)
         )
-        for i, (rules, part) in enumerate(parts)
-    ]
-    order = leads.select("unified_id").with_row_index(_REGION)
-    return pl.concat(scored).join(order, on="unified_id").sort(_REGION).drop(_REGION)
+        acts_by_part = acts.with_columns(
+            part_of.gather(acts.get_column("unified_id")).alias(_REGION)
+        ).partition_by(_REGION, as_dict=True, include_key=False)
+        del acts
+        scored = [
+            _score_leads(
+                _in_region_locale(part, definition, rules),
+                acts_by_part.pop((i,), _EMPTY_TIMELINE),
+                rules,
+                now,
+            )
+            for i, (rules, part) in enumerate(parts)
+        ]
+    # `_score_leads` returns SCORE_SCHEMA, so the row numbers come back as strings.
+    out = pl.concat(scored).with_columns(pl.col("unified_id").cast(pl.UInt32)).sort("unified_id")
+    return out.with_columns(ids.gather(out.get_column("unified_id")).alias("unified_id"))
+
+
+def _timeline(ids: pl.Series, activities: pl.DataFrame, now: datetime) -> pl.DataFrame:
+    """The activities of the leads being scored (`ids`), up to `now`, with the lead's row number
+    as `unified_id`: only the three columns scoring reads, so the one string join over the whole
+    timeline copies as little as it can."""
+    acts = ensure_columns(activities, {"unified_id": pl.String(), "activity_type": pl.String()})
+    rows = ids.to_frame("unified_id").with_row_index(_ROW)
+    return (
+        acts.lazy()
+        .select("unified_id", "activity_type", pl.col("occurred_at").cast(UTC_TS))
+        .filter(pl.col("unified_id").is_not_null() & (pl.col("occurred_at") <= pl.lit(now)))
+        # Only leads being scored: activities of other leads are not this run's business.
+        .join(rows.lazy(), on="unified_id", how="inner")
+        .select(pl.col(_ROW).alias("unified_id"), "activity_type", "occurred_at")
+        .collect()
+    )
 
 
 def _score_leads(
     leads: pl.DataFrame, activities: pl.DataFrame, definition: LeadDefinition, now: datetime
 ) -> pl.DataFrame:
-    """`score` for leads that all follow one definition (unique, with LEAD_INPUT_SCHEMA)."""
+    """`score` for leads that all follow one definition (unique, with LEAD_INPUT_SCHEMA and their
+    row number as unified_id), from their `_timeline` rows."""
     rules = definition.scoring
     size_pts, size_rule = _size_points(definition)
     sen_pts, sen_rule = _seniority(definition)
@@ -359,7 +415,7 @@ def _score_leads(
         .alias("p_student"),
     )
 
-    per_type, facts = _engagement(leads, activities, definition, now)
+    per_type, facts = _engagement(activities, definition, now)
     engagement = per_type.group_by("unified_id").agg(pl.col("points").sum().alias("eng_raw"))
 
     inactive_before = now - timedelta(days=rules.negatives.inactivity.days)
@@ -403,37 +459,87 @@ def _score_leads(
         .alias("temperature")
     )
 
-    reasons = _reasons(wide, per_type)
+    long = _contributions_long(wide, per_type)
+    total = _total_adjustment(wide, float(rules.engagement.total_cap))
     return (
-        wide.join(reasons, on="unified_id", how="left")
-        .with_columns(pl.col("reasons").fill_null("[]"))
+        wide.join(_reasons(long), on="unified_id", how="left")
+        .join(_contributions(pl.concat([long, total])), on="unified_id", how="left")
+        .with_columns(pl.col("reasons", "contributions").fill_null("[]"))
         .select([pl.col(c).cast(dt) for c, dt in SCORE_SCHEMA.items()])
     )
 
 
-def _reasons(wide: pl.DataFrame, per_type: pl.DataFrame) -> pl.DataFrame:
-    """Top contributions per lead as a JSON list of {"rule", "points"}, largest |points| first."""
+_LONG_SCHEMA: dict[str, pl.DataType] = {
+    "unified_id": pl.UInt32(),  # the lead's row number while scoring (see `score`)
+    "rule": pl.String(),
+    "points": pl.Float64(),  # what counts now: decayed and capped for engagement
+    "earned": pl.Float64(),  # before decay and caps
+    "events": pl.Int64(),
+    "age_days": pl.Float64(),
+    "half_life_days": pl.Float64(),
+}
+
+
+def _contributions_long(wide: pl.DataFrame, per_type: pl.DataFrame) -> pl.DataFrame:
+    """Every rule's contribution to every lead, one row each (_LONG_SCHEMA), zeros included."""
 
     def part(points: str, rule: pl.Expr) -> pl.DataFrame:
+        # A fit or negative rule does not decay: earned and counted are the same points.
+        value = pl.col(points).cast(pl.Float64)
         return wide.select(
-            "unified_id", rule.alias("rule"), pl.col(points).cast(pl.Float64).alias("points")
+            "unified_id",
+            rule.alias("rule"),
+            value.alias("points"),
+            value.alias("earned"),
+            pl.lit(None, dtype=pl.Int64).alias("events"),
+            pl.lit(None, dtype=pl.Float64).alias("age_days"),
+            pl.lit(None, dtype=pl.Float64).alias("half_life_days"),
         )
 
-    long = pl.concat(
+    return pl.concat(
         [
-            part("p_size", pl.col("r_size")),
-            part("p_seniority", pl.col("r_seniority")),
-            part("p_industry", pl.lit("fit:industry")),
-            part("p_country", pl.lit("fit:country")),
-            part("p_competitor", pl.lit("negative:competitor")),
-            part("p_free_mail", pl.lit("negative:free_mail")),
-            part("p_student", pl.lit("negative:student")),
-            part("p_inactivity", pl.lit("negative:inactivity")),
-            per_type.with_columns(pl.col("points").cast(pl.Float64)),
+            frame.select([pl.col(c).cast(dt) for c, dt in _LONG_SCHEMA.items()])
+            for frame in (
+                part("p_size", pl.col("r_size")),
+                part("p_seniority", pl.col("r_seniority")),
+                part("p_industry", pl.lit("fit:industry")),
+                part("p_country", pl.lit("fit:country")),
+                part("p_competitor", pl.lit("negative:competitor")),
+                part("p_free_mail", pl.lit("negative:free_mail")),
+                part("p_student", pl.lit("negative:student")),
+                part("p_inactivity", pl.lit("negative:inactivity")),
+                per_type,
+            )
         ]
     )
+
+
+def _total_adjustment(wide: pl.DataFrame, total_cap: float) -> pl.DataFrame:
+    """What the engagement total cap or floor took off (or added), per lead (_LONG_SCHEMA).
+
+    The cap and floor act on the sum of the types, so their effect is a contribution of its own;
+    without it the decayed amounts would not add up to the score of a capped lead.
+    """
+    raw = pl.col("eng_raw").fill_null(0.0)
+    return wide.select(
+        "unified_id",
+        pl.when(raw > total_cap)
+        .then(pl.lit("engagement:total_cap"))
+        .otherwise(pl.lit("engagement:floor"))
+        .alias("rule"),
+        (raw.clip(0.0, total_cap) - raw).alias("points"),
+        pl.lit(None, dtype=pl.Float64).alias("earned"),
+        pl.lit(None, dtype=pl.Int64).alias("events"),
+        pl.lit(None, dtype=pl.Float64).alias("age_days"),
+        pl.lit(None, dtype=pl.Float64).alias("half_life_days"),
+    )
+
+
+def _reasons(long: pl.DataFrame) -> pl.DataFrame:
+    """Top contributions per lead as a JSON list of {"rule", "points"}, largest |points| first."""
     return (
-        long.with_columns(pl.col("points").round(0).cast(pl.Int64))
+        long.select("unified_id", "rule", "points")
+        .with_columns(pl.col("points").round(0).cast(pl.Int64))
         .filter(pl.col("points") != 0)
         .sort(
             ["unified_id", pl.col("points").abs(), "rule"],
@@ -445,4 +551,39 @@ def _reasons(wide: pl.DataFrame, per_type: pl.DataFrame) -> pl.DataFrame:
         .group_by("unified_id")
         .agg(pl.col("json").str.join(","))
         .select("unified_id", (pl.lit("[") + pl.col("json") + pl.lit("]")).alias("reasons"))
+    )
+
+
+def _contributions(long: pl.DataFrame) -> pl.DataFrame:
+    """Every non-zero contribution per lead as a JSON list, largest |decayed| first."""
+
+    def num(expr: pl.Expr) -> pl.Expr:
+        return expr.cast(pl.String).fill_null("null")
+
+    decayed = pl.col("points").round(_DECIMALS)
+    # The JSON is assembled with concat_str: struct.json_encode is several times slower here, and
+    # rule names are definition keys (no quotes or backslashes to escape).
+    item = pl.concat_str(
+        pl.lit('{"rule":"'),
+        pl.col("rule"),
+        pl.lit('","points":'),
+        num(pl.col("earned").round(_DECIMALS)),
+        pl.lit(',"decayed":'),
+        num(decayed),
+        pl.lit(',"age_days":'),
+        num(pl.col("age_days").round(_DECIMALS)),
+        pl.lit(',"half_life_days":'),
+        num(pl.col("half_life_days")),
+        pl.lit(',"events":'),
+        num(pl.col("events")),
+        pl.lit("}"),
+    ).alias("json")
+    return (
+        long.filter(decayed != 0)
+        # Ties in |decayed| go by rule: the per-type rows come out of a group_by in no fixed
+        # order, and the stored frame must be the same on every run over the same data.
+        .sort([decayed.abs(), "rule"], descending=[True, False])
+        .group_by("unified_id")
+        .agg(item.str.join(","))
+        .select("unified_id", (pl.lit("[") + pl.col("json") + pl.lit("]")).alias("contributions"))
     )
