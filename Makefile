@@ -47,13 +47,15 @@ dev: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	export LEADSYNC_DB_URL=sqlite:///$(DAGSTER_HOME)/state.db; \
 	$(BIN)/dagster dev -w workspace.yaml
 
-# The identity benchmarks share helpers in benchmarks/ (identity_data, identity_eval), so they run
-# as modules; the 1,000,000-record data set is generated once and cached in .bench_cache/.
-BENCH_SCRIPTS := $(sort $(filter-out benchmarks/__init__.py benchmarks/identity_%.py,$(wildcard benchmarks/*.py)))
+# The identity and scoring benchmarks share helpers in benchmarks/ (identity_data, identity_eval,
+# identity_scale), so they run as modules; their data sets are generated once and cached in
+# .bench_cache/.
+BENCH_SCRIPTS := $(sort $(filter-out benchmarks/__init__.py benchmarks/identity_%.py benchmarks/scoring_%.py,$(wildcard benchmarks/*.py)))
 bench: $(STAMP)
 	@set -e; for script in $(BENCH_SCRIPTS); do echo "== $$script"; $(BIN)/python "$$script"; done
 	@echo "== benchmarks/identity_quality.py"; $(BIN)/python -m benchmarks.identity_quality
 	@echo "== benchmarks/identity_scale.py"; $(BIN)/python -m benchmarks.identity_scale --records 1000000
+	@echo "== benchmarks/scoring_scale.py"; $(BIN)/python -m benchmarks.scoring_scale
 
 # Re-resolve pinned versions after editing pyproject.toml.
 lock:
