@@ -3,7 +3,7 @@
 import dagster as dg
 
 from orchestration.defs.crm_pull import PULL_ASSETS
-from orchestration.defs.leads import LEAD_ASSETS
+from orchestration.defs.leads import LEAD_ASSETS, LEAD_CHECKS
 from orchestration.defs.nurture import nurture_assignments
 from orchestration.defs.reconcile import RECONCILE_CHECKS, reconcile_job, reconcile_schedule
 from orchestration.defs.reports import reports_funnel
@@ -11,7 +11,7 @@ from orchestration.defs.resources import build_resources
 from orchestration.defs.writeback import WRITEBACK_ASSETS, WRITEBACK_CHECKS
 
 ALL_ASSETS = [*PULL_ASSETS, *LEAD_ASSETS, nurture_assignments, *WRITEBACK_ASSETS, reports_funnel]
-ALL_CHECKS = [*WRITEBACK_CHECKS, *RECONCILE_CHECKS]
+ALL_CHECKS = [*LEAD_CHECKS, *WRITEBACK_CHECKS, *RECONCILE_CHECKS]
 
 sync_job = dg.define_asset_job(
     "sync_job",

@@ -48,6 +48,9 @@ class SyncSummary:
     success: bool = True
     # Why something was not done ("salesforce write-back held back: ..."), for the user to read.
     notes: list[str] = field(default_factory=list)
+    # Asset checks that failed ("leads/stages:stage_ledger_is_lawful"); blocking ones stopped
+    # everything downstream of their asset, write-back included.
+    failed_checks: list[str] = field(default_factory=list)
     # The first records each CRM refused, with its reason (every one is in rejected_rows).
     rejections: dict[str, dict[str, str]] = field(default_factory=dict)
 
@@ -159,6 +162,11 @@ def run_reconcile(
 def summarise(result: dg.ExecuteInProcessResult, *, dry_run: bool) -> SyncSummary:
     summary = SyncSummary(dry_run=dry_run, success=result.success)
     meta = _metadata(result)
+    for evaluation in result.get_asset_check_evaluations():
+        if not evaluation.passed:
+            name = f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"
+            summary.failed_checks.append(name)
+            summary.notes.append(f"check failed: {name}")
     calls: Counter[str] = Counter()
     for system, keys in PULL_ASSETS.items():
         for key in keys:

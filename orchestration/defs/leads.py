@@ -278,7 +278,9 @@ def leads_stages(
     store.record_definition(definition.version, definition.recorded_content(), run_id)
     unified = frames.read(store, "unified_leads")
     scores = frames.read(store, "scores")
-    previous = frames.read(store, "stages")
+    previous = stages.previous_with_history(
+        frames.read(store, "stages"), store.read_table(tables.stage_ledger, stages.LEDGER_SCHEMA)
+    )
     current, ledger = stages.assign_stages(
         unified, scores, previous if len(previous) else None, definition, now=datetime.now(UTC)
     )
@@ -298,6 +300,28 @@ def leads_stages(
     )
 
 
+@dg.asset_check(asset=dg.AssetKey(["leads", "stages"]), blocking=True)
+def stage_ledger_is_lawful(
+    state_store: StateStoreResource, lead_definition: LeadDefinitionResource
+) -> dg.AssetCheckResult:
+    """Blocks write-back if the stage ledger holds a move the lifecycle does not allow."""
+    ledger = state_store.store().read_table(
+        tables.stage_ledger, {"id": pl.Int64(), **stages.LEDGER_SCHEMA}
+    )
+    problems = stages.ledger_problems(ledger, lead_definition.definition())
+    counts = problems.group_by("problem").len().sort("problem")
+    return dg.AssetCheckResult(
+        passed=problems.height == 0,
+        metadata={
+            "ledger_rows": ledger.height,
+            "problems": {r["problem"]: r["len"] for r in counts.to_dicts()},
+            "examples": markdown_preview(
+                problems.select("unified_id", "from_stage", "to_stage", "rule", "problem").head(10)
+            ),
+        },
+    )
+
+
 LEAD_ASSETS = [
     leads_normalized,
     leads_identity,
@@ -306,3 +330,5 @@ LEAD_ASSETS = [
     leads_scores,
     leads_stages,
 ]
+
+LEAD_CHECKS = [stage_ledger_is_lawful]

@@ -420,3 +420,53 @@ def illegal_transitions(ledger: pl.DataFrame, definition: LeadDefinition) -> pl.
     return ledger.join(
         legal_transitions(definition), on=["from_stage", "to_stage"], how="anti", nulls_equal=True
     )
+
+
+def ledger_problems(ledger: pl.DataFrame, definition: LeadDefinition) -> pl.DataFrame:
+    """Every ledger row that breaks the lifecycle, with `problem`:
+
+    * "illegal_transition": a move the definition does not allow (a regression outside the
+      declared backward edges, say SQL -> MQL);
+    * "broken_chain": a row whose from_stage is not where the lead's previous row left it (a
+      silent jump, or a lead "first seen" again after it had a stage).
+
+    `ledger` rows are in the order they were appended (LEDGER_SCHEMA columns, plus an optional
+    `id` that fixes that order).
+    """
+    order = "id" if "id" in ledger.columns else None
+    rows = (
+        ledger.with_row_index("_n")
+        if order is None
+        else ledger.with_columns(pl.col("id").alias("_n"))
+    )
+    illegal = illegal_transitions(rows, definition).with_columns(
+        pl.lit("illegal_transition").alias("problem")
+    )
+    chained = rows.sort("_n").with_columns(
+        pl.col("to_stage").shift(1).over("unified_id").alias("_previous")
+    )
+    broken = chained.filter(
+        pl.col("_previous").is_not_null() & ~pl.col("from_stage").eq_missing(pl.col("_previous"))
+    ).with_columns(pl.lit("broken_chain").alias("problem"))
+    return (
+        pl.concat([illegal, broken.drop("_previous")], how="diagonal_relaxed").sort("_n").drop("_n")
+    )
+
+
+def previous_with_history(previous: pl.DataFrame, ledger: pl.DataFrame) -> pl.DataFrame:
+    """The stored stages plus, for unified ids the ledger knows but the stored stages do not
+    (an id merged away and given back by an unmerge), where the ledger last left them: a
+    returning lead continues its history instead of being "first seen" again."""
+    known = previous.select("unified_id")
+    last = (
+        ledger.join(known, on="unified_id", how="anti")
+        .sort("at")
+        .group_by("unified_id", maintain_order=True)
+        .last()
+        .select(
+            "unified_id",
+            pl.col("to_stage").alias("stage"),
+            pl.col("at").cast(UTC_TS).alias("stage_entered_at"),
+        )
+    )
+    return pl.concat([previous.select(list(STAGES_SCHEMA)), last], how="vertical_relaxed")
