@@ -324,6 +324,73 @@ def definition_validate(
     console.print("leads from any other country follow the global rules", highlight=False)
 
 
+@definition_app.command("impact")
+def definition_impact(
+    proposed: Annotated[
+        Path, typer.Argument(help="The proposed global.yaml (or its folder, with regions/).")
+    ],
+    as_json: JsonOpt = False,
+) -> None:
+    """How many leads would change stage, temperature band or MQL status, per region, if the
+    proposed definition replaced the current one. Reads the store; writes nothing."""
+    from datetime import UTC, datetime
+
+    from orchestration.defs import frames
+    from orchestration.funnel.definition import DefinitionError, load_definition
+    from orchestration.funnel.impact import definition_impact as impact_of
+
+    path = proposed / "global.yaml" if proposed.is_dir() else proposed
+    try:
+        current_def, proposed_def = load_definition(), load_definition(path)
+    except DefinitionError as exc:
+        for problem in exc.problems:
+            console.print(f"[red]{escape(str(problem))}[/]")
+        raise typer.Exit(1) from exc
+    store = _state_store()
+    unified = frames.read(store, "unified_leads")
+    if unified.height == 0:
+        console.print("[red]the store has no unified leads yet[/]: run a sync first")
+        raise typer.Exit(1)
+    stored = frames.read(store, "stages")
+    # The same clock as the scores asset: decay moves daily.
+    now = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    impact = impact_of(
+        unified,
+        frames.read(store, "activities"),
+        stored if stored.height else None,
+        current_def,
+        proposed_def,
+        now=now,
+    )
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "current_version": current_def.version,
+                    "proposed_version": proposed_def.version,
+                    "totals": impact.totals(),
+                    "by_region": impact.by_region.to_dicts(),
+                    "stage_moves": impact.stage_moves.to_dicts(),
+                },
+                ensure_ascii=False,
+            )
+        )
+        return
+    table = Table(
+        title=f"definition impact: {current_def.version} -> {proposed_def.version}",
+        header_style="bold",
+    )
+    for column in impact.by_region.columns:
+        table.add_column(
+            column.replace("_", " "), justify="left" if column == "region" else "right"
+        )
+    for row in impact.by_region.iter_rows():
+        table.add_row(*(str(v) for v in row))
+    console.print(table)
+    for move in impact.stage_moves.head(10).iter_rows(named=True):
+        console.print(f"  {move['from_stage']} -> {move['to_stage']}: {move['leads']}")
+
+
 @templates_app.command("lint")
 def templates_lint(
     root: Annotated[
