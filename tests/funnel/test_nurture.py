@@ -599,3 +599,31 @@ def test_assignment_changes(starter: list[Template], definition: LeadDefinition)
         now=NOW,
     )
     assert assignment_changes(second, first)["unified_id"].to_list() == ["b"]
+
+
+def test_a_regional_fallback_locale_applies_to_that_region_only(tmp_path: Path) -> None:
+    # A jp overlay whose fallback is Japanese: a JP lead reading a locale nobody wrote content
+    # for (zh) gets ja content; a US lead in the same locale gets the global fallback (en).
+    import shutil
+
+    from orchestration.funnel.definition import DEFAULT_PATH
+
+    folder = tmp_path / "definition"
+    shutil.copytree(DEFAULT_PATH.parent, folder)
+    jp = folder / "regions" / "jp.yaml"
+    text = jp.read_text("utf-8")
+    assert "fallback_locale: en" in text
+    jp.write_text(text.replace("fallback_locale: en", "fallback_locale: ja"), "utf-8")
+    definition = load_definition(folder / "global.yaml")
+    templates = [tmpl("en-mql", ["MQL"]), tmpl("ja-mql", ["MQL"], locale="ja")]
+    chosen = select_next(
+        leads(
+            {"unified_id": "UL-jp", "locale": "zh", "country": "JP"},
+            {"unified_id": "UL-us", "locale": "zh", "country": "US"},
+        ),
+        templates,
+        None,
+        definition,
+        now=NOW,
+    )
+    assert picks(chosen) == {"UL-jp": ("ja-mql", "assigned"), "UL-us": ("en-mql", "assigned")}

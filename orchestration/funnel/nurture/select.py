@@ -145,7 +145,13 @@ def select_next(
     """
     now = as_utc(now)
     policy = definition.nurture
-    fallback = policy.fallback_locale.lower()
+    # A regional overlay may name its own fallback locale; other leads use the global one.
+    country_fallback = {
+        country: definition.for_region(code).nurture.fallback_locale.lower()
+        for country, code in definition.country_regions().items()
+    }
+    global_fallback = policy.fallback_locale.lower()
+    fallback = pl.col("fallback")
     tmpl = templates_frame(templates, definition)
     hist = (
         pl.DataFrame(schema=HISTORY_SCHEMA)
@@ -158,6 +164,12 @@ def select_next(
     leads = (
         ensure_columns(unified_with_stage_and_score, _LEAD_INPUT)
         .unique("unified_id", keep="first", maintain_order=True)
+        .with_columns(
+            pl.col("country")
+            .str.to_uppercase()
+            .replace_strict(country_fallback, default=global_fallback, return_dtype=pl.String)
+            .alias("fallback")
+        )
         .select(
             "unified_id",
             "stage",
@@ -168,6 +180,7 @@ def select_next(
             pl.col("opted_out").fill_null(False),
             pl.col("do_not_contact").fill_null(False),
             pl.col("bounced").fill_null(False),
+            "fallback",
         )
     )
 
@@ -208,10 +221,7 @@ def select_next(
         pl.col("has_local").fill_null(False),
     )
     active = active.with_columns(
-        pl.when(pl.col("has_local"))
-        .then(pl.col("lead_locale"))
-        .otherwise(pl.lit(fallback))
-        .alias("locale")
+        pl.when(pl.col("has_local")).then(pl.col("lead_locale")).otherwise(fallback).alias("locale")
     )
 
     # History facts: what was sent, when last, and when the frequency cap releases.
@@ -277,7 +287,7 @@ def select_next(
                 .with_columns(
                     pl.when(pl.col("ever_local").fill_null(False))
                     .then(pl.col("lead_locale"))
-                    .otherwise(pl.lit(fallback))
+                    .otherwise(fallback)
                     .alias("locale")
                 )
                 .drop("ever_local")
