@@ -447,20 +447,6 @@ class MatchParams:
         live = records.filter(~pl.col("is_deleted")).height
         return cls(m=m, u=u, tf=tf, labelled_pairs=labelled, records=live if tf else n)
 
-    def describe(self) -> list[dict[str, object]]:
-        """One row per (comparison, level): m, u and the weight, for logs and the docs."""
-        return [
-            {
-                "comparison": c,
-                "level": lv,
-                "m": round(self.m[c][lv], 5),
-                "u": self.u[c][lv],
-                "weight": round(self.weight(c, lv), 2),
-            }
-            for c, levels in LEVELS.items()
-            for lv in levels
-        ]
-
 
 def _similarity(
     pairs: pl.DataFrame, left: str, right: str, scorer: str = "jaro_winkler"
@@ -1520,8 +1506,6 @@ def _merge_log(
     """IDENTITY_PAIR_SCHEMA rows: applied edges, review pairs and vetoed pairs that scored high
     enough to have merged otherwise."""
     ids = df.select("_i", "record_id")
-    detail_cols = ["a", "b", "rule", "email", "name", "company", "phone", "veto"]
-    detail_cols += [f"w_{c}" for c in LEVELS] + ["match_weight"]
     scored_detail = scored.select(
         "a",
         "b",
@@ -1558,15 +1542,7 @@ def _merge_log(
             pl.lit(False).alias("applied"),
         )
     )
-    # Auto-merge pairs a constraint kept apart are logged as such.
-    skipped = (
-        scored_detail.filter(pl.col("veto").is_null())
-        .join(applied.select("a", "b"), on=["a", "b"], how="anti")
-        .join(review.select("a", "b"), on=["a", "b"], how="anti")
-        .filter(pl.col("match_weight") >= pl.lit(0.0))
-        .head(0)
-    )
-    log = pl.concat([applied_rows, review_rows, vetoed_rows, skipped], how="diagonal_relaxed")
+    log = pl.concat([applied_rows, review_rows, vetoed_rows], how="diagonal_relaxed")
     log = (
         log.join(ids.rename({"_i": "a", "record_id": "record_a"}), on="a")
         .join(ids.rename({"_i": "b", "record_id": "record_b"}), on="b")
