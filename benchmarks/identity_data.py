@@ -22,7 +22,7 @@ import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 from pathlib import Path
 
 import polars as pl
@@ -31,6 +31,7 @@ from connectors.sandbox import generator
 from connectors.sandbox.generator import iter_generate
 from orchestration.funnel import model, normalize
 from orchestration.funnel.normalize import DEFAULT_LEAD_MAPPINGS, normalize_leads
+from orchestration.store import field_text
 
 REPO = Path(__file__).resolve().parents[1]
 CACHE_DIR = REPO / ".bench_cache"
@@ -79,23 +80,13 @@ def _hubspot_time(value: datetime) -> str:
 
 
 def _text(value: object, *, salesforce: bool) -> str | None:
-    """One field value as the store keeps it: JSON scalars as text, times as the CRM APIs write
-    them (HubSpot `...000Z`, Salesforce `...000+0000`)."""
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return value
+    """One field value as the store keeps it (`field_text`), with the generator's datetimes
+    written as the CRM APIs write them (HubSpot `...000Z`, Salesforce `...000+0000`)."""
     if isinstance(value, datetime):
         if salesforce:
             return value.strftime("%Y-%m-%dT%H:%M:%S.000+0000")
         return _hubspot_time(value)
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, list | dict):
-        return json.dumps(value, ensure_ascii=False)
-    return str(value)
+    return field_text(value)  # a date's str() is its ISO form, as the APIs write it
 
 
 def _hubspot_row(record: Mapping[str, object]) -> dict[str, str | None]:

@@ -217,43 +217,37 @@ def evaluate(
     )
 
 
+def _examples(
+    frame: pl.DataFrame, records: pl.DataFrame, group: str, other: str, limit: int
+) -> pl.DataFrame:
+    """The records of up to `limit` `group`s (clusters or people) spread over several `other`s."""
+    spread = (
+        frame.group_by(group)
+        .agg(pl.col(other).n_unique().alias("n"))
+        .filter(pl.col("n") > 1)
+        .sort(group)
+        .head(limit)
+    )
+    return (
+        frame.join(spread.select(group), on=group, how="semi")
+        .join(records, on="record_id", how="left")
+        .sort(group, other, "record_id")
+    )
+
+
 def false_merge_examples(
     predicted: pl.DataFrame, truth: pl.DataFrame, records: pl.DataFrame, *, limit: int = 5
 ) -> pl.DataFrame:
     """Up to `limit` predicted clusters that hold several people, with their records' columns
     (for eyeballing why they merged)."""
-    frame = _joined(predicted, truth, None)
-    bad = (
-        frame.group_by("cluster")
-        .agg(pl.col("person").n_unique().alias("people"))
-        .filter(pl.col("people") > 1)
-        .sort("cluster")
-        .head(limit)
-    )
-    return (
-        frame.join(bad.select("cluster"), on="cluster", how="semi")
-        .join(records, on="record_id", how="left")
-        .sort("cluster", "person", "record_id")
-    )
+    return _examples(_joined(predicted, truth, None), records, "cluster", "person", limit)
 
 
 def missed_examples(
     predicted: pl.DataFrame, truth: pl.DataFrame, records: pl.DataFrame, *, limit: int = 5
 ) -> pl.DataFrame:
     """Up to `limit` people whose records are split over several predicted clusters."""
-    frame = _joined(predicted, truth, None)
-    split = (
-        frame.group_by("person")
-        .agg(pl.col("cluster").n_unique().alias("clusters"))
-        .filter(pl.col("clusters") > 1)
-        .sort("person")
-        .head(limit)
-    )
-    return (
-        frame.join(split.select("person"), on="person", how="semi")
-        .join(records, on="record_id", how="left")
-        .sort("person", "cluster", "record_id")
-    )
+    return _examples(_joined(predicted, truth, None), records, "person", "cluster", limit)
 
 
 def format_evaluation(name: str, result: Evaluation, seconds: float | None = None) -> list[str]:

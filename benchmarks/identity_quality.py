@@ -57,8 +57,7 @@ def resolver_version() -> str:
     """Which resolver is in the tree: identity.py's content hash and API."""
     path = Path(identity.__file__)
     digest = hashlib.sha1(path.read_bytes()).hexdigest()[:12]
-    api = "build/update" if callable(getattr(identity, "update", None)) else "resolve only"
-    return f"orchestration/funnel/identity.py sha1 {digest} ({api})"
+    return f"orchestration/funnel/identity.py sha1 {digest}"
 
 
 # --------------------------------------------------------------------------------------------

@@ -175,7 +175,7 @@ class StateStore:
             return pl.DataFrame()
         columns = sorted({k for p in payloads for k in p})
         data = {
-            c: [_as_text(p.get(c)) for p in payloads]
+            c: [field_text(p.get(c)) for p in payloads]
             for c in columns
             if c != "contact_ids"  # association lists stay lists
         }
@@ -375,7 +375,9 @@ def _same_except(old: Mapping[str, Any], new: Mapping[str, Any], ignored: frozen
     return all(old.get(k) == new.get(k) for k in keys)
 
 
-def _as_text(value: object) -> str | None:
+def field_text(value: object) -> str | None:
+    """One stored payload value as the string the normaliser reads (booleans as true/false,
+    lists and objects as JSON)."""
     if value is None:
         return None
     if isinstance(value, bool):
