@@ -1,43 +1,31 @@
 """`definition impact`: what a proposed definition would change, by region, before publishing."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import polars as pl
 
 from orchestration.funnel.definition import load_definition
 from orchestration.funnel.impact import IMPACT_SCHEMA, definition_impact
-from orchestration.funnel.model import ACTIVITY_SCHEMA
+from tests.funnel.conftest import activities_at, scoring_leads
 
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
 
 
 def _leads() -> pl.DataFrame:
-    rows = [
-        # A busy US manager, a busy Japanese manager, and a quiet lead in Germany.
+    # A busy US manager, a busy Japanese manager, and a quiet lead in Germany.
+    return scoring_leads(
         {"unified_id": "UL-us", "country": "US", "locale": "en", "title": "Marketing Manager"},
         {"unified_id": "UL-jp", "country": "JP", "locale": "ja", "title": "マーケティング部 課長"},
         {"unified_id": "UL-de", "country": "DE", "locale": "en", "title": "Engineer"},
-    ]
-    base = {"employee_count": 800, "industry": "Computer Software", "email_domain": "acme.example"}
-    return pl.DataFrame([{**base, **r} for r in rows])
+        defaults={"employee_count": 800, "industry": "Computer Software"},
+    )
 
 
 def _activities() -> pl.DataFrame:
-    rows = []
-    for uid in ("UL-us", "UL-jp"):
-        for i, kind in enumerate(["pricing_page_view", "webinar_attendance", "content_download"]):
-            rows.append(
-                {
-                    "activity_id": f"{uid}:{i}",
-                    "record_id": f"r:{uid}",
-                    "source_system": "hubspot",
-                    "activity_type": kind,
-                    "occurred_at": NOW - timedelta(days=2 + i),
-                    "detail": None,
-                    "unified_id": uid,
-                }
-            )
-    return pl.DataFrame(rows, schema={**ACTIVITY_SCHEMA, "unified_id": pl.String()})
+    kinds = ["pricing_page_view", "webinar_attendance", "content_download"]
+    return activities_at(
+        NOW, *[(uid, kind, 2 + i) for uid in ("UL-us", "UL-jp") for i, kind in enumerate(kinds)]
+    )
 
 
 def test_the_same_definition_changes_nothing() -> None:

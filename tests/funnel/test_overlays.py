@@ -4,7 +4,7 @@ scoring and stages."""
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +24,9 @@ from orchestration.funnel.definition import (
     parse_definition,
     validate_definition_dir,
 )
-from orchestration.funnel.model import ACTIVITY_SCHEMA
 from orchestration.funnel.scoring import score, split_by_region
 from orchestration.funnel.stages import assign_stages
+from tests.funnel.conftest import activities_at, scoring_leads
 
 NOW = datetime(2025, 6, 30, 12, 0, tzinfo=UTC)
 REGIONS = DEFAULT_PATH.parent / "regions"
@@ -383,46 +383,14 @@ def test_stray_yml_duplicate_keys_and_empty_overrides(tmp_path: Path) -> None:
 
 
 def leads(*rows: dict[str, Any]) -> pl.DataFrame:
-    base = {
-        "title": "Director",
-        "employee_count": 600,
-        "industry": "Financial Services",
-        "country": None,
-        "locale": "en",
-        "email_domain": "example.com",
-        "email_is_free": False,
-    }
-    return pl.DataFrame(
-        [{**base, **r} for r in rows],
-        schema={
-            "unified_id": pl.String,
-            "title": pl.String,
-            "employee_count": pl.Int64,
-            "industry": pl.String,
-            "country": pl.String,
-            "locale": pl.String,
-            "email_domain": pl.String,
-            "email_is_free": pl.Boolean,
-        },
+    return scoring_leads(
+        *rows,
+        defaults={"title": "Director", "employee_count": 600, "industry": "Financial Services"},
     )
 
 
 def activities(*events: tuple[str, str, float]) -> pl.DataFrame:
-    return pl.DataFrame(
-        [
-            {
-                "activity_id": f"a{i}",
-                "record_id": f"r-{uid}",
-                "source_system": "hubspot",
-                "activity_type": kind,
-                "occurred_at": NOW - timedelta(days=age),
-                "detail": None,
-                "unified_id": uid,
-            }
-            for i, (uid, kind, age) in enumerate(events)
-        ],
-        schema={**ACTIVITY_SCHEMA, "unified_id": pl.String()},
-    )
+    return activities_at(NOW, *events)
 
 
 def by_id(frame: pl.DataFrame) -> dict[str, dict[str, Any]]:

@@ -10,8 +10,8 @@ import polars as pl
 import pytest
 
 from orchestration.funnel.definition import LeadDefinition, load_definition
-from orchestration.funnel.model import ACTIVITY_SCHEMA
 from orchestration.funnel.scoring import SCORE_SCHEMA, score
+from tests.funnel.conftest import activities_at, scoring_leads
 
 NOW = datetime(2025, 6, 30, 12, 0, tzinfo=UTC)
 
@@ -22,47 +22,11 @@ def definition() -> LeadDefinition:
 
 
 def leads(*rows: dict[str, Any]) -> pl.DataFrame:
-    base = {
-        "title": None,
-        "employee_count": None,
-        "industry": None,
-        "country": None,
-        "locale": "en",
-        "email_domain": "example.com",
-        "email_is_free": False,
-    }
-    return pl.DataFrame(
-        [{**base, **r} for r in rows],
-        schema={
-            "unified_id": pl.String,
-            "title": pl.String,
-            "employee_count": pl.Int64,
-            "industry": pl.String,
-            "country": pl.String,
-            "locale": pl.String,
-            "email_domain": pl.String,
-            "email_is_free": pl.Boolean,
-        },
-    )
+    return scoring_leads(*rows)
 
 
 def activities(*events: tuple[str, str, float]) -> pl.DataFrame:
-    """(unified_id, activity_type, age in days) → ACTIVITY_SCHEMA + unified_id."""
-    return pl.DataFrame(
-        [
-            {
-                "activity_id": f"a{i}",
-                "record_id": f"r-{uid}",
-                "source_system": "hubspot",
-                "activity_type": kind,
-                "occurred_at": NOW - timedelta(days=age),
-                "detail": None,
-                "unified_id": uid,
-            }
-            for i, (uid, kind, age) in enumerate(events)
-        ],
-        schema={**ACTIVITY_SCHEMA, "unified_id": pl.String()},
-    )
+    return activities_at(NOW, *events)
 
 
 def one(frame: pl.DataFrame, uid: str) -> dict[str, Any]:
