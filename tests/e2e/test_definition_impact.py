@@ -14,6 +14,7 @@ from orchestration.defs import frames
 from orchestration.funnel.definition import DEFAULT_PATH
 from orchestration.runner import run_sync
 from orchestration.store import StateStore
+from tests.e2e.conftest import db_url_in, worker_env
 
 pytestmark = pytest.mark.e2e
 
@@ -22,12 +23,8 @@ cli = CliRunner()
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StateStore]:
-    url = f"sqlite:///{Path(tmp_path_factory.mktemp('state')) / 'state.db'}"
-    with Sandboxes(size=200, seed=41) as box, pytest.MonkeyPatch.context() as mp:
-        for key, value in box.env().items():
-            mp.setenv(key, value)
-        mp.setenv("LEADSYNC_DB_URL", url)
-        mp.setenv("LEADSYNC_WRITE_MODE", "dry_run")
+    url = db_url_in(tmp_path_factory)
+    with Sandboxes(size=200, seed=41) as box, worker_env(box, url):
         assert run_sync().success
         yield StateStore(url)
 

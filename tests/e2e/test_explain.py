@@ -2,7 +2,6 @@
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 
 import polars as pl
 import pytest
@@ -13,6 +12,7 @@ from orchestration.cli import app
 from orchestration.defs import frames
 from orchestration.runner import run_sync
 from orchestration.store import StateStore
+from tests.e2e.conftest import db_url_in, worker_env
 
 pytestmark = pytest.mark.e2e
 
@@ -21,12 +21,8 @@ cli = CliRunner()
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StateStore]:
-    db_url = f"sqlite:///{Path(tmp_path_factory.mktemp('state')) / 'state.db'}"
-    with Sandboxes(size=200, seed=31) as box, pytest.MonkeyPatch.context() as mp:
-        for key, value in box.env().items():
-            mp.setenv(key, value)
-        mp.setenv("LEADSYNC_DB_URL", db_url)
-        mp.setenv("LEADSYNC_WRITE_MODE", "dry_run")
+    db_url = db_url_in(tmp_path_factory)
+    with Sandboxes(size=200, seed=31) as box, worker_env(box, db_url):
         assert run_sync().success
         yield StateStore(db_url)
 

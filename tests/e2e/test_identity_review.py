@@ -3,7 +3,6 @@ identity path (a quiet re-sync matches no record again)."""
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 
 import polars as pl
 import pytest
@@ -15,6 +14,7 @@ from orchestration.cli import app
 from orchestration.defs import frames
 from orchestration.runner import run_sync
 from orchestration.store import StateStore
+from tests.e2e.conftest import db_url_in, worker_env
 
 pytestmark = pytest.mark.e2e
 
@@ -29,12 +29,8 @@ def box() -> Iterator[Sandboxes]:
 
 @pytest.fixture(scope="module")
 def env(box: Sandboxes, tmp_path_factory: pytest.TempPathFactory) -> Iterator[StateStore]:
-    db_url = f"sqlite:///{Path(tmp_path_factory.mktemp('state')) / 'state.db'}"
-    with pytest.MonkeyPatch.context() as mp:
-        for key, value in box.env().items():
-            mp.setenv(key, value)
-        mp.setenv("LEADSYNC_DB_URL", db_url)
-        mp.setenv("LEADSYNC_WRITE_MODE", "dry_run")
+    db_url = db_url_in(tmp_path_factory)
+    with worker_env(box, db_url):
         assert run_sync().success
         yield StateStore(db_url)
 

@@ -3,7 +3,6 @@ the ledger holds a move the lifecycle does not allow."""
 
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import polars as pl
 import pytest
@@ -13,6 +12,7 @@ from orchestration.defs import frames
 from orchestration.funnel.stages import LEDGER_SCHEMA
 from orchestration.runner import run_sync
 from orchestration.store import StateStore, tables
+from tests.e2e.conftest import db_url_in, worker_env
 
 pytestmark = pytest.mark.e2e
 
@@ -21,12 +21,8 @@ CHECK = "leads/stages:stage_ledger_is_lawful"
 
 @pytest.fixture(scope="module")
 def db_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    url = f"sqlite:///{Path(tmp_path_factory.mktemp('state')) / 'state.db'}"
-    with Sandboxes(size=150, seed=31) as box, pytest.MonkeyPatch.context() as mp:
-        for key, value in box.env().items():
-            mp.setenv(key, value)
-        mp.setenv("LEADSYNC_DB_URL", url)
-        mp.setenv("LEADSYNC_WRITE_MODE", "dry_run")
+    url = db_url_in(tmp_path_factory)
+    with Sandboxes(size=150, seed=31) as box, worker_env(box, url):
         yield url
 
 

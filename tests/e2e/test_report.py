@@ -19,6 +19,7 @@ from orchestration.defs.resources import LeadDefinitionResource, StateStoreResou
 from orchestration.funnel.stages import LEDGER_SCHEMA
 from orchestration.runner import run_sync
 from orchestration.store import StateStore, tables
+from tests.e2e.conftest import worker_env
 
 pytestmark = pytest.mark.e2e
 
@@ -30,12 +31,8 @@ cli = CliRunner()
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[StateStore, Path]]:
     tmp = Path(tmp_path_factory.mktemp("report"))
     db_url = f"sqlite:///{tmp / 'state.db'}"
-    with Sandboxes(size=200, seed=11) as box, pytest.MonkeyPatch.context() as mp:
-        for key, value in box.env().items():
-            mp.setenv(key, value)
-        mp.setenv("LEADSYNC_DB_URL", db_url)
-        mp.setenv("LEADSYNC_WRITE_MODE", "dry_run")
-        mp.setenv("LEADSYNC_REPORTS_DIR", str(tmp / "reports"))
+    reports = {"LEADSYNC_REPORTS_DIR": str(tmp / "reports")}
+    with Sandboxes(size=200, seed=11) as box, worker_env(box, db_url, **reports):
         assert run_sync().success
         yield StateStore(db_url), tmp / "reports"
 
