@@ -9,6 +9,7 @@ import requests
 from connectors.hubspot import HubSpotConnector
 from connectors.salesforce import SalesforceConfigError, SalesforceConnector
 from connectors.sandbox.server import Sandboxes
+from tests.connectors.conftest import salesforce_connector
 
 SIZE = 300
 
@@ -27,13 +28,7 @@ def hubspot(box: Sandboxes) -> HubSpotConnector:
 
 @pytest.fixture(scope="module")
 def salesforce(box: Sandboxes) -> SalesforceConnector:
-    env = box.env()
-    return SalesforceConnector(
-        env["SALESFORCE_DOMAIN"],
-        client_id=env["SALESFORCE_CLIENT_ID"],
-        client_secret=env["SALESFORCE_CLIENT_SECRET"],
-        ca_bundle=env["LEADSYNC_CA_BUNDLE"],
-    )
+    return salesforce_connector(box)
 
 
 def _flatten(pages: Iterator[list[dict]]) -> list[dict]:

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from connectors.salesforce import SalesforceConnector
 from connectors.sandbox.server import Sandboxes
 from orchestration.defs.crm_pull import hubspot_properties, salesforce_fields
 from orchestration.funnel.definition import load_definition
+from tests.connectors.conftest import salesforce_connector
 
 LOGGER = "connectors.salesforce.client"
 
@@ -19,17 +19,6 @@ LOGGER = "connectors.salesforce.client"
 def box() -> Iterator[Sandboxes]:
     with Sandboxes(size=20, seed=11) as sandboxes:
         yield sandboxes
-
-
-def _connect(box: Sandboxes) -> SalesforceConnector:
-    env = box.env()
-    return SalesforceConnector(
-        env["SALESFORCE_DOMAIN"],
-        client_id=env["SALESFORCE_CLIENT_ID"],
-        client_secret=env["SALESFORCE_CLIENT_SECRET"],
-        ca_bundle=env["LEADSYNC_CA_BUNDLE"],
-        bulk_poll_wait_s=0,
-    )
 
 
 def _records(pages: Iterator[list[dict[str, Any]]]) -> list[dict[str, Any]]:
@@ -49,7 +38,7 @@ def test_the_definition_pulls_the_kana_fields() -> None:
 def test_fields_the_org_lacks_are_skipped_with_one_warning(
     box: Sandboxes, caplog: pytest.LogCaptureFixture
 ) -> None:
-    connector = _connect(box)
+    connector = salesforce_connector(box, bulk_poll_wait_s=0)
     wanted = ["Email", "LastName", "LastNameKana__c", "NoSuchKana__c"]
     with caplog.at_level(logging.WARNING, logger=LOGGER):
         records = _records(connector.pull("Lead", wanted, None))

@@ -17,6 +17,7 @@ from connectors.salesforce import DeletedRecords, SalesforceConnector
 from connectors.salesforce import constants as c
 from connectors.sandbox.salesforce_schema import make_id
 from connectors.sandbox.server import Sandboxes
+from tests.connectors.conftest import salesforce_connector
 
 SIZE = 300
 COMPOUND = ("address", "location")  # not selectable through Bulk: compared separately
@@ -29,16 +30,9 @@ def box() -> Iterator[Sandboxes]:
 
 
 def _connect(box: Sandboxes, **options: Any) -> SalesforceConnector:
-    env = box.env()
     # wait=0: the sandbox finishes a job on its first poll, so tests do not sleep for it.
     options.setdefault("bulk_poll_wait_s", 0)
-    return SalesforceConnector(
-        env["SALESFORCE_DOMAIN"],
-        client_id=env["SALESFORCE_CLIENT_ID"],
-        client_secret=env["SALESFORCE_CLIENT_SECRET"],
-        ca_bundle=env["LEADSYNC_CA_BUNDLE"],
-        **options,
-    )
+    return salesforce_connector(box, **options)
 
 
 def _admin(box: Sandboxes) -> Salesforce:
