@@ -6,18 +6,7 @@ from typing import Any
 import polars as pl
 
 from orchestration.funnel.model import ACTIVITY_SCHEMA
-
-# The unified-lead columns scoring reads.
-SCORING_LEAD_SCHEMA: dict[str, pl.DataType] = {
-    "unified_id": pl.String(),
-    "title": pl.String(),
-    "employee_count": pl.Int64(),
-    "industry": pl.String(),
-    "country": pl.String(),
-    "locale": pl.String(),
-    "email_domain": pl.String(),
-    "email_is_free": pl.Boolean(),
-}
+from orchestration.funnel.scoring import LEAD_INPUT_SCHEMA
 
 
 def scoring_leads(*rows: dict[str, Any], defaults: dict[str, Any] | None = None) -> pl.DataFrame:
@@ -32,7 +21,7 @@ def scoring_leads(*rows: dict[str, Any], defaults: dict[str, Any] | None = None)
         "email_is_free": False,
         **(defaults or {}),
     }
-    return pl.DataFrame([{**base, **r} for r in rows], schema=SCORING_LEAD_SCHEMA)
+    return pl.DataFrame([{**base, **r} for r in rows], schema=LEAD_INPUT_SCHEMA)
 
 
 def activities_at(now: datetime, *events: tuple[str, str, float]) -> pl.DataFrame:
