@@ -7,14 +7,15 @@ global state), so it runs in the Dagster worker, in threads and in CI.
 import io
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
-from matplotlib.axes import Axes
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 from orchestration.funnel.definition import STAGE_ORDER
 from orchestration.funnel.metrics import DISPLAY_NAMES, FunnelReport
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 __all__ = [
     "DEFAULT_REPORTS_DIR",
@@ -144,7 +145,7 @@ def render_funnel_markdown(report: FunnelReport, image: str | None = PNG_NAME) -
 
 
 def _panel(
-    ax: Axes, frame: pl.DataFrame, title: str, *, labels: bool, highlight: str | None
+    ax: "Axes", frame: pl.DataFrame, title: str, *, labels: bool, highlight: str | None
 ) -> None:
     stages = frame["stage"].to_list()
     reached = frame["reached"].to_list()
@@ -180,6 +181,11 @@ def render_funnel_png(report: FunnelReport, *, per_region: bool = True) -> bytes
                     (f"Region {code}", report.by_region.filter(pl.col("segment") == code))
                 )
     highlight = report.bottleneck.stage if report.bottleneck else None
+    # matplotlib takes ~0.4 s to import: only a run that draws pays it, not every code-location
+    # load or CLI start.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(4.2 * len(panels) + 1.2, 3.8), dpi=100)
     FigureCanvasAgg(fig)  # the Agg (raster, headless) canvas renders the PNG
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
