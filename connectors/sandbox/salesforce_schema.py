@@ -368,9 +368,13 @@ def _system_fields(prefix_label: str, *, owner: tuple[str, ...] | None) -> list[
 # Picklist value sets (Salesforce defaults of a fresh org).
 
 LEAD_SOURCE = _pl("Web", "Phone Inquiry", "Partner Referral", "Purchased List", "Other")
+# A fresh org's four statuses, plus the two an admin adds so that Lead.Status can follow the
+# lead definition's stages (docs/crm-setup.md): Qualified (SQL) and Nurturing (Recycled).
 LEAD_STATUS = _pl(
     "Open - Not Contacted",
     "Working - Contacted",
+    "Qualified",
+    "Nurturing",
     "Closed - Converted",
     "Closed - Not Converted",
     default="Open - Not Contacted",
@@ -448,6 +452,7 @@ LEADSYNC_STAGE = _pl(
     "Lead", "MAL", "MQL", "SAL", "SQL", "Opportunity", "Customer", "Recycled", "Disqualified"
 )
 LEADSYNC_TEMPERATURE = _pl("cold", "warm", "hot")
+LEADSYNC_SLA_STATUS = _pl("on_track", "breached", "none")
 TIME_ZONES = _pl("Asia/Tokyo", "America/Los_Angeles", "America/New_York", "Europe/London", "GMT")
 LOCALES = _pl("ja_JP", "en_US", "en_GB")
 LANGUAGES = _pl("ja", "en_US")
@@ -472,6 +477,9 @@ def _leadsync_fields() -> list[FieldDef]:
         ),
         text("LeadSync_Next_Content__c", "LeadSync Next Content", 255),
         text("LeadSync_Next_Content_Subject__c", "LeadSync Next Content Subject", 255),
+        picklist(
+            "LeadSync_SLA_Status__c", "LeadSync SLA Status", LEADSYNC_SLA_STATUS, restricted=True
+        ),
         FieldDef("LeadSync_Synced_At__c", "datetime", "LeadSync Synced At"),
     ]
 

@@ -88,7 +88,11 @@ def hubspot_properties(object_type: str, definition: LeadDefinition) -> list[str
 
 def salesforce_fields(sobject: str, definition: LeadDefinition) -> list[str]:
     mapped = definition.field_mappings.get(f"salesforce:{sobject}", {})
-    own = definition.writeback_fields("salesforce") if sobject in ("Lead", "Contact") else []
+    own = [
+        row["field"]
+        for row in definition.writeback_field_rows()
+        if row["system"] == "salesforce" and row["object"] == sobject
+    ]
     return list(dict.fromkeys([*mapped, *SALESFORCE_FIELDS.get(sobject, ()), *own]))
 
 

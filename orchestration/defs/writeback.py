@@ -61,6 +61,7 @@ def writeback_plan(
             on="unified_id",
             how="left",
         )
+        .with_columns(writeback.lifecycle_columns(definition))
     )
     targets = frames.read(store, "writeback_targets")
     # Only the objects leadsync writes to: re-reading every pulled source (page views included)

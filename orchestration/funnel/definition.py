@@ -57,6 +57,11 @@ WRITEBACK_COLUMNS: tuple[str, ...] = (
     "temperature",
     "next_template_id",
     "next_subject",
+    # The SLA clock of the lead's stage: on_track, breached or none (see stages.sla_columns).
+    "sla_status",
+    # The CRMs' own lifecycle fields, mapped from the stage (writeback.lifecycle).
+    "hubspot_lifecyclestage",
+    "salesforce_lead_status",
 )
 
 # What a regional overlay may change: the one list, as dotted paths into the definition, where "*"
@@ -125,9 +130,11 @@ class StageDef(_Strict):
     name: str
     owner: Literal["marketing", "sales"]
     description: str
-    # Informational in v1: what the CRMs' own lifecycle fields would say for this stage.
+    # What the CRMs' own lifecycle fields say for this stage; written when writeback.lifecycle
+    # says so. None: leadsync never writes that value (Salesforce sets "Closed - Converted"
+    # itself when a lead is converted; leadsync never fakes a conversion).
     hubspot_lifecyclestage: str
-    salesforce_lead_status: str
+    salesforce_lead_status: str | None
 
 
 class BackwardEdge(_Strict):
@@ -298,6 +305,10 @@ class Scoring(_Strict):
 
 
 class Sla(_Strict):
+    """How long sales may take: MQL -> SAL (accept) and SAL -> SQL (qualify), in wall-clock
+    hours from the moment leadsync recorded the stage. On a breach the lead is flagged in both
+    CRMs; with breach_action recycle it also goes back to marketing (reason sla_breach)."""
+
     mql_to_sal_hours: int = Field(gt=0)
     sal_to_sql_hours: int = Field(gt=0)
     breach_action: Literal["recycle", "alert"]
@@ -369,9 +380,34 @@ class SalesforceWriteback(_Strict):
     fields: dict[str, FieldSpec]
 
 
+class LifecycleFollow(_Strict):
+    """Whether the CRMs' own lifecycle fields follow the ledger (each stage's mapping)."""
+
+    # HubSpot contacts' lifecyclestage. HubSpot only moves it forward in its own order (a move
+    # back needs the value cleared first), so leadsync writes forward moves only and leaves a
+    # recycled lead's lifecyclestage where it was; leadsync_stage always says Recycled.
+    hubspot_lifecyclestage: bool = False
+    hubspot_order: list[str] = Field(
+        default_factory=lambda: [
+            "subscriber",
+            "lead",
+            "marketingqualifiedlead",
+            "salesqualifiedlead",
+            "opportunity",
+            "customer",
+            "evangelist",
+            "other",
+        ]
+    )
+    # Salesforce Lead.Status (Leads only; Contacts have no status). A status that already means
+    # the lead's stage (any of sales_status' values for it) is left as the salesperson set it.
+    salesforce_lead_status: bool = False
+
+
 class Writeback(_Strict):
     hubspot: HubSpotWriteback
     salesforce: SalesforceWriteback
+    lifecycle: LifecycleFollow = Field(default_factory=LifecycleFollow)
 
 
 # --- nurture ----------------------------------------------------------------------------------
@@ -524,6 +560,11 @@ class LeadDefinition(_Strict):
                     f"sales_status.recycle.{status}: reason {reason!r} is not one of the recycle "
                     f"edge's reasons {sorted(recycle_reasons)}"
                 )
+        if self.sla.breach_action == "recycle" and "sla_breach" not in recycle_reasons:
+            raise ValueError(
+                "sla.breach_action is recycle, so backward_edges.recycle.reasons must include "
+                "'sla_breach'"
+            )
         for req in ("competitor", "student"):
             if req not in dq_reasons:
                 raise ValueError(f"backward_edges.disqualify.reasons must include {req!r}")
@@ -611,15 +652,36 @@ class LeadDefinition(_Strict):
                         "owner": spec.owner,
                     }
                 )
+        follow = self.writeback.lifecycle
+        if follow.hubspot_lifecyclestage:
+            rows.append(
+                {
+                    "system": "hubspot",
+                    "object": hs.object,
+                    "field": "lifecyclestage",
+                    "column": "hubspot_lifecyclestage",
+                    "owner": "leadsync",
+                }
+            )
+        if follow.salesforce_lead_status and "Lead" in sf.objects:
+            rows.append(
+                {
+                    "system": "salesforce",
+                    "object": "Lead",
+                    "field": "Status",
+                    "column": "salesforce_lead_status",
+                    "owner": "leadsync",
+                }
+            )
         return rows
 
     def writeback_fields(self, system: str) -> list[str]:
-        """The names of the fields leadsync owns in one CRM ("hubspot" or "salesforce")."""
-        if system == "hubspot":
-            return list(self.writeback.hubspot.properties)
-        if system == "salesforce":
-            return list(self.writeback.salesforce.fields)
-        raise ValueError(f"unknown system {system!r}")
+        """The names of the fields leadsync writes in one CRM ("hubspot" or "salesforce"): its
+        own, plus the CRM's lifecycle field where `writeback.lifecycle` turns it on."""
+        if system not in ("hubspot", "salesforce"):
+            raise ValueError(f"unknown system {system!r}")
+        rows = self.writeback_field_rows()
+        return list(dict.fromkeys(r["field"] for r in rows if r["system"] == system))
 
     def hubspot_property_definitions(self) -> list[dict[str, Any]]:
         """Bodies for HubSpot's create-property API, one per leadsync contact property."""

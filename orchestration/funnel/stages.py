@@ -29,6 +29,14 @@ and then decides the new stage against the previous one:
 * sales evidence (target at or above `sales_reentry.min_stage`) lifts a Recycled or Disqualified
   lead back into the funnel at that stage (rule "sales_reentry") once no disqualify rule holds.
 
+SLA clocks (`sla` in the definition, per region): a lead in MQL must reach SAL within
+`mql_to_sal_hours` of entering MQL, and a lead in SAL must reach SQL within `sal_to_sql_hours`.
+The clock starts when leadsync records the stage (a first run starts every clock at that run; the
+CRMs keep no reliable history of when a status changed). Past the deadline the lead is flagged
+`breached`; with `breach_action: recycle` it also moves along the recycle edge with reason
+`sla_breach`. Such a lead re-enters on sales evidence only above the stage it breached in (a lead
+that sat in SAL too long is not lifted back to SAL by the same unchanged "Working" status).
+
 Only changes produce ledger rows; a first-seen lead gets one row from null.
 
 The thresholds and the competitor / student rules are those of the lead's region (its `country`,
@@ -72,6 +80,14 @@ STAGES_SCHEMA: dict[str, pl.DataType] = {
     "unified_id": pl.String(),
     "stage": pl.String(),
     "stage_entered_at": UTC_TS,
+    # Where the lead came from into this stage and why (the last ledger row's from and reason).
+    "entered_from": pl.String(),
+    "entered_reason": pl.String(),
+    # The SLA clock running in this stage (mql_to_sal, sal_to_sql or null), its deadline, and
+    # on_track / breached / none. A lead recycled for a breach stays "breached" until it moves.
+    "sla_clock": pl.String(),
+    "sla_due_at": UTC_TS,
+    "sla_status": pl.String(),
 }
 
 LEDGER_SCHEMA: dict[str, pl.DataType] = {
@@ -194,10 +210,12 @@ def _assign(
             how="left",
         )
         .join(
-            previous.select(
+            ensure_columns(previous, STAGES_SCHEMA).select(
                 "unified_id",
                 pl.col("stage").alias("prev_stage"),
                 pl.col("stage_entered_at").cast(UTC_TS).alias("prev_entered_at"),
+                pl.col("entered_from").alias("prev_from"),
+                pl.col("entered_reason").alias("prev_reason"),
             ),
             on="unified_id",
             how="left",
@@ -312,11 +330,26 @@ def _assign(
         .then(pl.lit("score_crossing"))
     )
     reentry = definition.sales_reentry
+    sla = definition.sla
+    deadline = (
+        pl.when(prev == "MQL")
+        .then(entered + pl.duration(hours=sla.mql_to_sal_hours))
+        .when(prev == "SAL")
+        .then(entered + pl.duration(hours=sla.sal_to_sql_hours))
+    )
+    # A lead recycled for an SLA breach needs sales evidence above the stage it sat in too long.
+    breached_in = pl.when(pl.col("prev_reason") == "sla_breach").then(_rank(pl.col("prev_from")))
     frame = frame.with_columns(
         dq_reason.alias("dq_reason"),
         recycle_reason.alias("recycle_reason"),
         reopen_reason.alias("reopen_reason"),
-        (target_rank >= _RANK[reentry.min_stage]).fill_null(False).alias("sales_evidence"),
+        ((target_rank >= _RANK[reentry.min_stage]) & (target_rank > breached_in).fill_null(True))
+        .fill_null(False)
+        .alias("sales_evidence"),
+        (
+            (pl.lit(sla.breach_action == "recycle"))
+            & (pl.lit(now, dtype=UTC_TS) > deadline).fill_null(False)
+        ).alias("sla_recycle"),
     )
 
     # 3. Decide against the previous stage.
@@ -340,6 +373,12 @@ def _assign(
             pl.lit("recycle"),
             pl.col("recycle_reason"),
         ),
+        (
+            in_funnel & pl.col("sla_recycle"),
+            pl.lit("Recycled"),
+            pl.lit("recycle"),
+            pl.lit("sla_breach"),
+        ),
         (can_reenter, pl.col("target"), pl.lit("sales_reentry"), pl.col("target_reason")),
         (
             (prev == "Recycled") & pl.col("reopen_reason").is_not_null(),
@@ -353,14 +392,20 @@ def _assign(
         pl.col("new_stage").ne_missing(prev).alias("changed")
     )
 
+    changed = pl.col("changed")
     stages = frame.select(
         "unified_id",
         pl.col("new_stage").alias("stage"),
-        pl.when(pl.col("changed"))
+        pl.when(changed)
         .then(pl.lit(now, dtype=UTC_TS))
         .otherwise(pl.col("prev_entered_at"))
         .alias("stage_entered_at"),
-    )
+        pl.when(changed).then(prev).otherwise(pl.col("prev_from")).alias("entered_from"),
+        pl.when(changed)
+        .then(pl.col("reason"))
+        .otherwise(pl.col("prev_reason"))
+        .alias("entered_reason"),
+    ).with_columns(sla_columns(definition, now))
     ledger = frame.filter(pl.col("changed")).select(
         "unified_id",
         prev.alias("from_stage"),
@@ -374,6 +419,40 @@ def _assign(
         stages.select([pl.col(c).cast(t) for c, t in STAGES_SCHEMA.items()]),
         ledger.select([pl.col(c).cast(t) for c, t in LEDGER_SCHEMA.items()]),
     )
+
+
+def sla_columns(definition: LeadDefinition, now: datetime) -> list[pl.Expr]:
+    """sla_clock, sla_due_at and sla_status of a stages frame (stage, stage_entered_at,
+    entered_reason), by `definition`'s SLA hours (the lead's region's, when split by region)."""
+    sla = definition.sla
+    stage, entered = pl.col("stage"), pl.col("stage_entered_at").cast(UTC_TS)
+    clock = (
+        pl.when(stage == "MQL")
+        .then(pl.lit("mql_to_sal"))
+        .when(stage == "SAL")
+        .then(pl.lit("sal_to_sql"))
+        .otherwise(pl.lit(None, dtype=pl.String))
+    )
+    due = (
+        pl.when(stage == "MQL")
+        .then(entered + pl.duration(hours=sla.mql_to_sal_hours))
+        .when(stage == "SAL")
+        .then(entered + pl.duration(hours=sla.sal_to_sql_hours))
+    )
+    status = (
+        pl.when(due.is_not_null() & (pl.lit(now, dtype=UTC_TS) > due))
+        .then(pl.lit("breached"))
+        .when(due.is_not_null())
+        .then(pl.lit("on_track"))
+        .when((stage == "Recycled") & (pl.col("entered_reason") == "sla_breach"))
+        .then(pl.lit("breached"))
+        .otherwise(pl.lit("none"))
+    )
+    return [
+        clock.alias("sla_clock"),
+        due.cast(UTC_TS).alias("sla_due_at"),
+        status.alias("sla_status"),
+    ]
 
 
 def is_legal_transition(from_stage: str | None, to_stage: str, definition: LeadDefinition) -> bool:
@@ -467,6 +546,11 @@ def previous_with_history(previous: pl.DataFrame, ledger: pl.DataFrame) -> pl.Da
             "unified_id",
             pl.col("to_stage").alias("stage"),
             pl.col("at").cast(UTC_TS).alias("stage_entered_at"),
+            pl.col("from_stage").alias("entered_from"),
+            pl.col("reason").alias("entered_reason"),
         )
     )
-    return pl.concat([previous.select(list(STAGES_SCHEMA)), last], how="vertical_relaxed")
+    return pl.concat(
+        [ensure_columns(previous, STAGES_SCHEMA).select(list(STAGES_SCHEMA)), last],
+        how="diagonal_relaxed",
+    ).select(list(STAGES_SCHEMA))

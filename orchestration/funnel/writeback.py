@@ -18,6 +18,12 @@ Rules:
     the CRM is overwritten on the next run;
   - `crm`: leadsync only proposes a value while the CRM still holds what leadsync last wrote
     (`last_written`) or nothing at all; once a person has changed it, the CRM's value stands.
+* The CRMs' own lifecycle fields (`writeback.lifecycle`, off unless the definition turns them on)
+  follow the ledger through each stage's mapping (`lifecycle_columns`), with two vendor rules:
+  - HubSpot `lifecyclestage` only moves forward in HubSpot's order (HubSpot needs the value
+    cleared before a move back), so a backward value is never planned;
+  - Salesforce `Lead.Status` is left alone while it already means the lead's stage (a salesperson
+    who picked "Working" over "Working - Contacted" keeps their word).
 """
 
 from __future__ import annotations
@@ -81,6 +87,72 @@ def _values(frame: pl.DataFrame | None, name: str) -> pl.DataFrame:
         .unique(["record_id", "field"], keep="last", maintain_order=True)
         .rename({"value": name})
     )
+
+
+def lifecycle_columns(definition: LeadDefinition) -> list[pl.Expr]:
+    """hubspot_lifecyclestage and salesforce_lead_status of a frame with `stage`, from the
+    definition's stage mappings (null where a stage has no Salesforce status to write)."""
+    stage_defs = [*definition.stages, *definition.off_funnel_stages]
+    hubspot = {s.name: s.hubspot_lifecyclestage for s in stage_defs}
+    salesforce = {s.name: s.salesforce_lead_status for s in stage_defs}
+    stage = pl.col("stage")
+    return [
+        stage.replace_strict(hubspot, default=None, return_dtype=pl.String).alias(
+            "hubspot_lifecyclestage"
+        ),
+        stage.replace_strict(salesforce, default=None, return_dtype=pl.String).alias(
+            "salesforce_lead_status"
+        ),
+    ]
+
+
+def _status_meaning(definition: LeadDefinition) -> dict[str, str]:
+    """Lower-cased Lead.Status -> what it means to the stage rules (open, sal, sql, recycle,
+    disqualified)."""
+    ss = definition.sales_status
+    meaning: dict[str, str] = {}
+    for name, values in (
+        ("open", ss.open),
+        ("sal", ss.sal),
+        ("sql", ss.sql),
+        ("recycle", list(ss.recycle)),
+        ("disqualified", list(ss.disqualified)),
+    ):
+        for value in values:
+            meaning.setdefault(value.strip().lower(), name)
+    return meaning
+
+
+def _lifecycle_rules(definition: LeadDefinition) -> pl.Expr:
+    """False for planned lifecycle-field rows that the vendor rules above forbid or make moot."""
+    order = {v: i for i, v in enumerate(definition.writeback.lifecycle.hubspot_order)}
+    meaning = _status_meaning(definition)
+
+    def rank(col: str) -> pl.Expr:
+        return pl.col(col).replace_strict(order, default=None, return_dtype=pl.Int64)
+
+    def means(col: str) -> pl.Expr:
+        return (
+            pl.col(col)
+            .str.strip_chars()
+            .str.to_lowercase()
+            .replace_strict(meaning, default=None, return_dtype=pl.String)
+        )
+
+    hubspot_back = (
+        (pl.col("system") == "hubspot")
+        & (pl.col("field") == "lifecyclestage")
+        & pl.col("cur_c").is_not_null()
+        # an unknown (custom) current value has no place in the order: leave it alone
+        & (rank("cur_c").is_null() | (rank("new_c") < rank("cur_c")).fill_null(True))
+    )
+    same_meaning = (
+        (pl.col("system") == "salesforce")
+        & (pl.col("field") == "Status")
+        & means("cur_c").eq_missing(means("new_c"))
+        & means("cur_c").is_not_null()
+    )
+    return ~(hubspot_back | same_meaning)
 
 
 def plan_writeback(
@@ -158,6 +230,7 @@ def plan_writeback(
                 & pl.col("cur_c").is_not_null()
                 & pl.col("cur_c").ne_missing(pl.col("last_c"))
             )
+            & _lifecycle_rules(definition)
         )
     )
     return plan.select([pl.col(c).cast(t) for c, t in PLAN_SCHEMA.items()]).sort(

@@ -83,7 +83,7 @@ STAMPS: dict[str, frozenset[str]] = {
 }
 # Frame columns that are clock times of the run that computed them, not data.
 CLOCK_COLUMNS: dict[str, frozenset[str]] = {
-    "stages": frozenset({"stage_entered_at"}),
+    "stages": frozenset({"stage_entered_at", "sla_due_at"}),
     "nurture_assignments": frozenset({"due_at"}),
     # Days in and waiting in a stage run on the clock of the runs that wrote the ledger.
     "report_funnel": frozenset({"median_days_in_stage", "median_days_waiting"}),

@@ -101,14 +101,20 @@ def test_writeback_fields_cover_both_crms(definition: LeadDefinition) -> None:
         "leadsync_temperature": "temperature",
         "leadsync_next_content": "next_template_id",
         "leadsync_next_content_subject": "next_subject",
+        "leadsync_sla_status": "sla_status",
+        # HubSpot's own lifecycle field follows the ledger (writeback.lifecycle)
+        "lifecyclestage": "hubspot_lifecyclestage",
     }
     sf = [r for r in rows if r["system"] == "salesforce"]
     assert {r["object"] for r in sf} == {"Lead", "Contact"}
-    assert len(sf) == 16
+    # 9 leadsync fields on Lead and Contact, plus Lead.Status following the ledger
+    assert len(sf) == 19
+    assert [r["object"] for r in sf if r["field"] == "Status"] == ["Lead"]
     assert definition.writeback_fields("hubspot") == list(hubspot)
     assert definition.writeback_fields("salesforce")[0] == "LeadSync_Unified_Id__c"
     bodies = {b["name"]: b for b in definition.hubspot_property_definitions()}
-    assert set(bodies) == set(hubspot)
+    # lifecyclestage is HubSpot's own property: leadsync never creates it
+    assert set(bodies) == set(hubspot) - {"lifecyclestage"}
     assert bodies["leadsync_score"]["type"] == "number"
     assert bodies["leadsync_temperature"]["options"][2]["value"] == "hot"
     body = bodies["leadsync_stage"]

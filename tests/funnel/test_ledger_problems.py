@@ -53,7 +53,9 @@ def test_a_returning_unified_id_continues_its_history() -> None:
     from orchestration.funnel.stages import STAGES_SCHEMA, previous_with_history
 
     at = datetime(2026, 11, 1, tzinfo=UTC)
-    stored = pl.DataFrame([("UL-1", "MQL", at)], schema=STAGES_SCHEMA, orient="row")
+    stored = pl.DataFrame(
+        {"unified_id": ["UL-1"], "stage": ["MQL"], "stage_entered_at": [at]}
+    ).with_columns(pl.col("stage_entered_at").cast(STAGES_SCHEMA["stage_entered_at"]))
     ledger = _ledger(
         [
             ("UL-1", None, "MQL", "score"),

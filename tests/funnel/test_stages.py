@@ -23,6 +23,7 @@ from orchestration.funnel.stages import (
 
 NOW = datetime(2025, 6, 30, 12, 0, tzinfo=UTC)
 EARLIER = NOW - timedelta(days=7)
+RECENT = NOW - timedelta(hours=1)
 
 _UNIFIED = {
     "unified_id": pl.String,
@@ -61,9 +62,9 @@ def scores(*rows: dict[str, Any]) -> pl.DataFrame:
     return pl.DataFrame([base | r for r in rows], schema=_SCORES)
 
 
-def previous(*pairs: tuple[str, str]) -> pl.DataFrame:
+def previous(*pairs: tuple[str, str], entered: datetime = EARLIER) -> pl.DataFrame:
     return pl.DataFrame(
-        [{"unified_id": u, "stage": s, "stage_entered_at": EARLIER} for u, s in pairs],
+        [{"unified_id": u, "stage": s, "stage_entered_at": entered} for u, s in pairs],
         schema=STAGES_SCHEMA,
     )
 
@@ -161,10 +162,11 @@ def test_no_silent_regression(definition: LeadDefinition) -> None:
         {"unified_id": "sql", "fit_score": 20, "score": 20},
         {"unified_id": "mql", "fit_score": 20, "score": 20},
     )
-    prev = previous(("sql", "SQL"), ("opp", "Opportunity"), ("mql", "MQL"))
+    # (entered an hour ago: the MQL's SLA clock has not run out)
+    prev = previous(("sql", "SQL"), ("opp", "Opportunity"), ("mql", "MQL"), entered=RECENT)
     got, stages, ledger = run(definition, leads, sc, prev)
     assert got == {"sql": "SQL", "opp": "Opportunity", "mql": "MQL"}
-    assert set(stages["stage_entered_at"]) == {EARLIER}
+    assert set(stages["stage_entered_at"]) == {RECENT}
     assert ledger.is_empty()
 
 
@@ -247,7 +249,7 @@ def test_recycle_when_sales_hands_back(definition: LeadDefinition) -> None:
         {"unified_id": "reopened", "sf_status": "Open - Not Contacted"},
         {"unified_id": "mql_open", "sf_status": "Open - Not Contacted"},
     )
-    prev = previous(("nurture", "SAL"), ("reopened", "SAL"), ("mql_open", "MQL"))
+    prev = previous(("nurture", "SAL"), ("reopened", "SAL"), ("mql_open", "MQL"), entered=RECENT)
     got, _, ledger = run(definition, leads, scores(), prev)
     assert got == {"nurture": "Recycled", "reopened": "Recycled", "mql_open": "MQL"}
     reasons = dict(zip(ledger["unified_id"], ledger["reason"], strict=True))
@@ -327,3 +329,153 @@ def test_every_ledger_row_of_a_run_is_legal(definition: LeadDefinition) -> None:
     _, _, ledger = run(definition, leads, scores(), prev)
     assert ledger.height == 4
     assert illegal_transitions(ledger, definition).is_empty()
+
+
+# --- SLA clocks -----------------------------------------------------------------------------
+
+
+def _staged(
+    definition: LeadDefinition,
+    leads: pl.DataFrame,
+    sc: pl.DataFrame,
+    prev: pl.DataFrame | None,
+    now: datetime = NOW,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    return assign_stages(leads, sc, prev, definition, now=now)
+
+
+def test_sla_clock_runs_from_entering_mql(definition: LeadDefinition) -> None:
+    leads = unified({"unified_id": "u"})
+    sc = scores({"unified_id": "u", "fit_score": 30, "score": 85})
+    stages, _ = _staged(definition, leads, sc, previous(("u", "MQL"), entered=RECENT))
+    row = stages.row(0, named=True)
+    hours = definition.sla.mql_to_sal_hours
+    assert (row["stage"], row["sla_clock"], row["sla_status"]) == ("MQL", "mql_to_sal", "on_track")
+    assert row["sla_due_at"] == RECENT + timedelta(hours=hours)
+
+
+def test_an_mql_sales_left_too_long_is_recycled_for_sla_breach(
+    definition: LeadDefinition,
+) -> None:
+    assert definition.sla.breach_action == "recycle"
+    leads = unified({"unified_id": "u", "sf_status": "Open - Not Contacted"})
+    sc = scores({"unified_id": "u", "fit_score": 30, "score": 85})
+    late = NOW - timedelta(hours=definition.sla.mql_to_sal_hours + 1)
+    stages, ledger = _staged(definition, leads, sc, previous(("u", "MQL"), entered=late))
+    assert ledger.select("from_stage", "to_stage", "rule", "reason").row(0) == (
+        "MQL",
+        "Recycled",
+        "recycle",
+        "sla_breach",
+    )
+    assert is_legal_transition("MQL", "Recycled", definition)
+    # the flag says why it was recycled, so sales and marketing see it in both CRMs
+    assert stages.select("stage", "sla_status", "entered_from").row(0) == (
+        "Recycled",
+        "breached",
+        "MQL",
+    )
+
+    # Nothing new: it stays recycled (no flip back to MQL on the same old score).
+    later = NOW + timedelta(hours=1)
+    again, ledger2 = _staged(definition, leads, sc, stages, now=later)
+    assert ledger2.is_empty() and again["stage"][0] == "Recycled"
+    # Sales finally accepts it: sales evidence lifts it to SAL and a new clock starts.
+    working = unified({"unified_id": "u", "sf_status": "Working - Contacted"})
+    accepted, ledger3 = _staged(definition, working, sc, stages, now=later)
+    assert ledger3.select("to_stage", "rule").row(0) == ("SAL", "sales_reentry")
+    assert accepted.select("sla_clock", "sla_status").row(0) == ("sal_to_sql", "on_track")
+
+
+def test_a_sal_breach_is_not_undone_by_the_same_working_status(
+    definition: LeadDefinition,
+) -> None:
+    working = unified({"unified_id": "u", "sf_status": "Working - Contacted"})
+    late = NOW - timedelta(hours=definition.sla.sal_to_sql_hours + 1)
+    stages, ledger = _staged(definition, working, scores(), previous(("u", "SAL"), entered=late))
+    assert ledger.select("from_stage", "to_stage", "reason").row(0) == (
+        "SAL",
+        "Recycled",
+        "sla_breach",
+    )
+    # The status that was already there when the clock ran out is not new evidence...
+    again, ledger2 = _staged(definition, working, scores(), stages, now=NOW + timedelta(hours=1))
+    assert ledger2.is_empty() and again["stage"][0] == "Recycled"
+    # ...qualifying the lead is.
+    qualified = unified({"unified_id": "u", "sf_status": "Qualified"})
+    _, ledger3 = _staged(definition, qualified, scores(), stages, now=NOW + timedelta(hours=1))
+    assert ledger3.select("to_stage", "rule").row(0) == ("SQL", "sales_reentry")
+
+
+def test_a_forward_move_stops_the_clock_even_when_late(definition: LeadDefinition) -> None:
+    working = unified({"unified_id": "u", "sf_status": "Working - Contacted"})
+    late = NOW - timedelta(hours=definition.sla.mql_to_sal_hours + 5)
+    stages, ledger = _staged(definition, working, scores(), previous(("u", "MQL"), entered=late))
+    assert ledger.select("to_stage", "rule").row(0) == ("SAL", "sales_accepted")
+    assert stages["sla_due_at"][0] == NOW + timedelta(hours=definition.sla.sal_to_sql_hours)
+
+
+def test_sla_hours_follow_the_lead_s_region(definition: LeadDefinition) -> None:
+    jp, us, other = (definition.for_region(c).sla.mql_to_sal_hours for c in ("jp", "us", None))
+    assert (jp, us, other) == (72, 24, 48)
+    leads = unified({"unified_id": "jp"}, {"unified_id": "us"}, {"unified_id": "de"}).with_columns(
+        pl.Series("country", ["JP", "US", "DE"])
+    )
+    sc = scores(*({"unified_id": u, "fit_score": 30, "score": 85} for u in ("jp", "us", "de")))
+    # 30 hours in MQL: over the US clock only
+    entered = NOW - timedelta(hours=30)
+    stages, ledger = _staged(
+        definition,
+        leads,
+        sc,
+        previous(("jp", "MQL"), ("us", "MQL"), ("de", "MQL"), entered=entered),
+    )
+    got = dict(zip(stages["unified_id"], stages["sla_status"], strict=True))
+    assert got == {"jp": "on_track", "us": "breached", "de": "on_track"}
+    assert ledger["unified_id"].to_list() == ["us"]
+    due = dict(zip(stages["unified_id"], stages["sla_due_at"], strict=True))
+    assert due["jp"] - entered == timedelta(hours=72)
+
+
+def test_alert_only_flags_the_breach(definition: LeadDefinition) -> None:
+    alert = definition.model_copy(
+        update={"sla": definition.sla.model_copy(update={"breach_action": "alert"})}
+    )
+    leads = unified({"unified_id": "u"})
+    sc = scores({"unified_id": "u", "fit_score": 30, "score": 85})
+    late = NOW - timedelta(hours=definition.sla.mql_to_sal_hours + 1)
+    stages, ledger = _staged(alert, leads, sc, previous(("u", "MQL"), entered=late))
+    assert ledger.is_empty()
+    assert stages.select("stage", "sla_status").row(0) == ("MQL", "breached")
+
+
+def test_a_hand_raise_makes_an_mql_at_once_and_trade_show_scans_do_not(
+    definition: LeadDefinition,
+) -> None:
+    # [S002]: an inquiry crosses the bar in one hit; a stack of booth scans never does.
+    from tests.funnel.conftest import activities_at, scoring_leads
+
+    people = scoring_leads(
+        {"unified_id": "asked"}, {"unified_id": "scanned"}, {"unified_id": "quoted"}
+    )
+    acts = activities_at(
+        NOW,
+        ("asked", "contact_request", 1),
+        *(("scanned", "trade_show_scan", d) for d in range(6)),
+        ("quoted", "quote_request", 0),
+    )
+    sc = score(people, acts, definition, now=NOW)
+    points = dict(zip(sc["unified_id"], sc["score"], strict=True))
+    assert points["scanned"] <= 6  # per-type cap: six scans are worth at most one download
+    assert points["quoted"] >= definition.scoring.thresholds.mql_score_min
+    stages, ledger = assign_stages(
+        unified(*({"unified_id": u} for u in ("asked", "scanned", "quoted"))),
+        sc,
+        None,
+        definition,
+        now=NOW,
+    )
+    got = dict(zip(stages["unified_id"], stages["stage"], strict=True))
+    assert got == {"asked": "MQL", "scanned": "Lead", "quoted": "MQL"}
+    rules = dict(zip(ledger["unified_id"], ledger["rule"], strict=True))
+    assert rules["asked"] == "hand_raise"

@@ -13,6 +13,7 @@ from orchestration.funnel.writeback import (
     apply_plan,
     current_values,
     landed_unledgered,
+    lifecycle_columns,
     plan_writeback,
 )
 
@@ -206,7 +207,9 @@ def test_current_values_from_raw_pulls(definition: LeadDefinition) -> None:
     }
     cur = current_values(raw, definition)
     assert cur.columns == ["record_id", "field", "value"]
-    assert cur.height == 16  # 8 fields × (1 contact + 1 lead); the Account is not a target
+    # 10 fields × (1 contact + 1 lead): leadsync's 9, plus lifecyclestage on the contact and
+    # Status on the lead; the Account is not a target
+    assert cur.height == 20
     values = {(r, f): v for r, f, v in cur.iter_rows()}
     assert values[("hubspot:contacts:1001", "leadsync_stage")] == "MQL"
     assert values[("hubspot:contacts:1001", "leadsync_score")] is None  # not pulled → missing
@@ -245,3 +248,81 @@ def test_a_write_the_crm_committed_unanswered_is_ledgered_once() -> None:
     landed = landed_unledgered(previous, current, ledger)
     assert landed.select("record_id", "value").rows() == [("hubspot:contacts:1", "MQL")]
     assert landed_unledgered(previous.clear(), current, ledger).is_empty()
+
+
+# --- the CRMs' own lifecycle fields follow the ledger ----------------------------------------
+
+
+def _lifecycle_plan(
+    definition: LeadDefinition, stage: str, hubspot_now: str | None, status_now: str | None
+) -> dict[str, str]:
+    want = desired({"unified_id": "U1", "stage": stage}).with_columns(lifecycle_columns(definition))
+    cur = current(
+        {
+            ("hubspot:contacts:1001", "leadsync_stage"): stage,
+            ("salesforce:Lead:00Q1", "LeadSync_Stage__c"): stage,
+            ("hubspot:contacts:1001", "lifecyclestage"): hubspot_now,
+            ("salesforce:Lead:00Q1", "Status"): status_now,
+        }
+    )
+    plan = plan_writeback(want, TARGETS.head(2), cur, None, definition)
+    return {f: v for f, v in zip(plan["field"], plan["new_value"], strict=True)}
+
+
+def test_lifecycle_fields_follow_the_stage(definition: LeadDefinition) -> None:
+    assert definition.writeback.lifecycle.hubspot_lifecyclestage
+    # An SGL at SQL whose lead still says "Open": both CRMs are told.
+    assert _lifecycle_plan(definition, "SQL", "lead", "Open - Not Contacted") == {
+        "lifecyclestage": "salesqualifiedlead",
+        "Status": "Qualified",
+    }
+    # A competitor disqualified from MQL.
+    assert _lifecycle_plan(definition, "Disqualified", "marketingqualifiedlead", "Open") == {
+        "lifecyclestage": "other",
+        "Status": "Closed - Not Converted",
+    }
+
+
+def test_a_status_that_already_means_the_stage_is_left_alone(definition: LeadDefinition) -> None:
+    # "Working" and "Working - Contacted" both mean SAL; "Open" and the default both mean open.
+    assert _lifecycle_plan(definition, "SAL", "salesqualifiedlead", "Working") == {}
+    assert _lifecycle_plan(definition, "MQL", "marketingqualifiedlead", "Open") == {}
+
+
+def test_lifecyclestage_never_moves_back(definition: LeadDefinition) -> None:
+    # Recycled maps to "lead", behind salesqualifiedlead in HubSpot's order: HubSpot would need
+    # the value cleared first, so leadsync leaves it; Lead.Status does go to the nurture status.
+    assert _lifecycle_plan(definition, "Recycled", "salesqualifiedlead", "Working") == {
+        "Status": "Nurturing"
+    }
+    # An unknown (custom) HubSpot stage is not leadsync's to overwrite.
+    assert "lifecyclestage" not in _lifecycle_plan(definition, "MQL", "partner_stage", "Open")
+    # A blank one is filled.
+    assert _lifecycle_plan(definition, "MQL", None, "Open") == {
+        "lifecyclestage": "marketingqualifiedlead"
+    }
+
+
+def test_no_conversion_status_is_ever_written(definition: LeadDefinition) -> None:
+    # Salesforce sets Closed - Converted on conversion; an Opportunity stage writes no status.
+    assert _lifecycle_plan(definition, "Opportunity", "salesqualifiedlead", "Working") == {
+        "lifecyclestage": "opportunity"
+    }
+
+
+def test_lifecycle_fields_are_off_unless_the_definition_says_so(
+    definition: LeadDefinition,
+) -> None:
+    off = definition.model_copy(
+        update={
+            "writeback": definition.writeback.model_copy(
+                update={
+                    "lifecycle": definition.writeback.lifecycle.model_copy(
+                        update={"hubspot_lifecyclestage": False, "salesforce_lead_status": False}
+                    )
+                }
+            )
+        }
+    )
+    assert _lifecycle_plan(off, "SQL", "lead", "Open - Not Contacted") == {}
+    assert "lifecyclestage" not in off.writeback_fields("hubspot")
