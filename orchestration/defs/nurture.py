@@ -36,10 +36,27 @@ def nurture_assignments(
     previous = frames.read(store, "nurture_assignments")
     _record_deliveries(state_store, previous)
     history = store.read_table(tables.nurture_history, select.HISTORY_SCHEMA)
-    chosen = select.select_next(leads, catalogue, history, definition, now=datetime.now(UTC))
+    # Both CRMs' timeline, for wait-after triggers ("a week after a download").
+    activities = frames.read(store, "activities").select(
+        "unified_id", "activity_type", "occurred_at"
+    )
+    chosen = select.select_next(
+        leads, catalogue, history, definition, now=datetime.now(UTC), activities=activities
+    )
     # Only leads whose assignment changed are rendered again.
     rendered = render.render_assignments(chosen, leads, catalogue, env, previous=previous)
     frames.write(store, "nurture_assignments", rendered)
+    # Leads rendered this run (new, re-selected, or their template, layout or data changed).
+    rerendered = (
+        rendered.filter(pl.col("template_id").is_not_null())
+        .join(
+            previous.select("unified_id", "render_key"),
+            on=["unified_id", "render_key"],
+            how="anti",
+            nulls_equal=True,
+        )
+        .height
+    )
     by_template = (
         rendered.filter(pl.col("status") == "assigned")
         .group_by("template_id")
@@ -53,6 +70,7 @@ def nurture_assignments(
             "by_status": {r["status"]: r["len"] for r in by_status.to_dicts()},
             "templates_chosen": {r["template_id"]: r["len"] for r in by_template.to_dicts()},
             "templates_loaded": len(catalogue),
+            "rendered_this_run": rerendered,
             "render_errors": rendered.filter(pl.col("render_error").is_not_null()).height,
         }
     )

@@ -335,7 +335,7 @@ def test_render_assignments_adds_subject_and_body(
     )
     out = render_assignments(chosen, LEAD_ROWS, starter, env)
     assert out["unified_id"].to_list() == ["a", "b", "c"]
-    assert out.columns == [*chosen.columns, "next_subject", "body", "render_error"]
+    assert out.columns == [*chosen.columns, "next_subject", "body", "render_error", "render_key"]
     a, b, c = out.iter_rows(named=True)
     assert a["next_subject"].startswith("【導入事例】") and "佐藤 様" in a["body"]
     assert "https://www.example.com/ja/resources/mql-case-study-ja" in a["body"]

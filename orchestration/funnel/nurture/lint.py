@@ -3,8 +3,9 @@
 `lint_templates(root, stages=...)` checks each file on its own (so one bad file does not hide the
 others) with the same validation and the same sandboxed environment as loading and rendering:
 
-* `front-matter`: front matter missing, unreadable or invalid (`load_template`'s validation), a
-  duplicate id or a `translation_of` naming no template;
+* `front-matter`: front matter missing, unreadable or invalid (`load_template`'s validation: also
+  an unknown `wait_after.activity` or a bad `sequence`), a duplicate id, a `translation_of` naming
+  no template, or a `conditions.regions` entry that is no region of the lead definition;
 * `syntax`: a Jinja syntax error in the body or the subject (layouts and partials included);
 * `unknown-variable`: a variable (or a field of `lead` / `links`) the render context does not have;
 * `render`: rendering against a sample context for the template's first stage fails;
@@ -27,6 +28,7 @@ from jinja2 import TemplateSyntaxError, meta, nodes
 from jinja2.sandbox import SandboxedEnvironment
 from pydantic import BaseModel, ValidationError
 
+from orchestration.funnel.definition import load_definition
 from orchestration.funnel.nurture.render import (
     LeadContext,
     Links,
@@ -37,6 +39,7 @@ from orchestration.funnel.nurture.render import (
 from orchestration.funnel.nurture.templates import (
     _TRANSLATION_RE,
     EVERGREEN_STAGE,
+    GLOBAL_REGION,
     Template,
     TemplateError,
     load_template,
@@ -223,12 +226,18 @@ def _error_line(exc: BaseException, filename: str) -> int | None:
 
 
 def lint_templates(
-    root: Path, *, stages: Sequence[str], locales: Sequence[str] = ("en", "ja")
+    root: Path,
+    *,
+    stages: Sequence[str],
+    locales: Sequence[str] = ("en", "ja"),
+    regions: Sequence[str] | None = None,
 ) -> list[LintProblem]:
     """Every problem in the template tree under `root`, sorted by path then line.
 
     `stages` are the stages that must have content (coverage) in each of `locales`; `en` is the
     fallback locale, so a stage missing in `en` is an error and missing elsewhere a warning.
+    `regions`: the region codes `conditions.regions` may name (None: the regional overlays of the
+    default lead definition); "global" is always allowed.
     """
     root = Path(root)
     problems: list[LintProblem] = []
@@ -308,6 +317,22 @@ def lint_templates(
                 _key_line(t.path.read_text(encoding="utf-8"), "translation_of"),
                 FRONT_MATTER,
                 f"translation_of names unknown template {ref['id']!r}",
+            )
+
+    # A region condition naming no overlay would silently match nobody.
+    if regions is None:
+        regions = sorted(load_definition().regions)
+    known_regions = {*regions, GLOBAL_REGION}
+    for t in templates:
+        listed = t.conditions.regions if t.conditions and t.conditions.regions else []
+        unknown = [r for r in listed if r not in known_regions]
+        if unknown:
+            add(
+                t.name,
+                _key_line(t.path.read_text(encoding="utf-8"), "conditions"),
+                FRONT_MATTER,
+                f"conditions.regions {unknown} are not regions of the lead definition "
+                f"(known: {sorted(known_regions)})",
             )
 
     # Render each statically clean template (and whose layouts/partials are clean) once.

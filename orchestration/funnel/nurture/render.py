@@ -15,6 +15,8 @@ Templates are written by marketers and filled with data typed into web forms by 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from collections.abc import Callable
 from functools import lru_cache
@@ -24,7 +26,7 @@ from urllib.parse import quote
 
 import jinja2
 import polars as pl
-from jinja2 import FileSystemLoader, StrictUndefined
+from jinja2 import FileSystemLoader, StrictUndefined, meta
 from jinja2.environment import Environment
 from jinja2.sandbox import SandboxedEnvironment
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
@@ -140,11 +142,13 @@ def render(
     return RenderedContent(subject=_HEADER_WS.sub(" ", subject).strip(), body=body)
 
 
-# What render_assignments adds to each assignment row.
+# What render_assignments adds to each assignment row. `render_key` fingerprints everything the
+# rendering depended on (see render_assignments), so the next run knows what to render again.
 RENDER_COLUMNS: dict[str, pl.DataType] = {
     "next_subject": pl.String(),
     "body": pl.String(),
     "render_error": pl.String(),
+    "render_key": pl.String(),
 }
 
 # Placeholder link targets until the sites' URLs are configured; callers pass `links` to override.
@@ -159,7 +163,57 @@ def default_links(unified_id: str, template: Template) -> Links:
     )
 
 
-_REUSE_KEY = ["unified_id", "template_id", "template_version", "locale", "status"]
+_REUSE_KEY = ["unified_id", "template_id", "template_version", "locale", "status", "render_key"]
+# The lead fields a render reads (besides links, which follow from the lead id and template).
+_CONTEXT_COLUMNS = ["first_name", "last_name", "company", "title", "stage", "score", "temperature"]
+
+
+def template_digest(template: Template, env: SandboxedEnvironment) -> str:
+    """A fingerprint of what renders `template`: its subject, its file and every layout or partial
+    it extends, includes or imports (transitively).
+
+    A marketer who edits a body or the shared layout without bumping `version` still changes the
+    digest, so the leads holding that template are rendered again, and only they.
+    """
+    digest = hashlib.sha256(template.subject.encode("utf-8"))
+    loader = env.loader
+    seen: set[str] = set()
+    pending = [template.name]
+    while pending:
+        name = pending.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            assert loader is not None  # make_environment always sets one
+            source = loader.get_source(env, name)[0]
+        except (AssertionError, jinja2.TemplateNotFound):
+            # Not on disk (a template built in memory): its body is all there is.
+            source = template.body if name == template.name else ""
+        digest.update(b"\0" + name.encode("utf-8") + b"\0" + source.encode("utf-8"))
+        try:
+            ast = env.parse(source)
+        except jinja2.TemplateSyntaxError:
+            continue  # rendering reports it; the source is in the digest already
+        pending.extend(sorted(r for r in meta.find_referenced_templates(ast) if r is not None))
+    return digest.hexdigest()[:16]
+
+
+def _render_keys(base: pl.DataFrame, lead_rows: pl.DataFrame, digests: dict[str, str]) -> pl.Series:
+    """Per assignment: a hash of the template digest and the lead's context fields (null when
+    there is no template). Equal keys mean an equal rendering."""
+    facts = base.select("unified_id", "template_id").join(
+        lead_rows, on="unified_id", how="left", maintain_order="left"
+    )
+    keys: list[str | None] = []
+    for row in facts.iter_rows(named=True):
+        digest = digests.get(row["template_id"] or "")
+        if digest is None:
+            keys.append(None)
+            continue
+        payload = json.dumps([digest, *(row[c] for c in _CONTEXT_COLUMNS)], ensure_ascii=False)
+        keys.append(hashlib.sha256(payload.encode("utf-8")).hexdigest()[:24])
+    return pl.Series("render_key", keys, dtype=pl.String())
 
 
 def render_assignments(
@@ -174,36 +228,47 @@ def render_assignments(
     """The assignments (select_next output) with next_subject, body and render_error added.
 
     Rendering is per lead, so it is kept to what changed: a row whose assignment (template,
-    version, locale, status) equals its row in `previous` (an earlier output of this function)
-    reuses that rendering. Rows without a template stay unrendered (nulls).
+    version, locale, status) and `render_key` equal its row in `previous` (an earlier output of
+    this function) reuses that rendering. The key covers the template's subject and source and
+    every layout it uses (`template_digest`) and the lead's context fields, so editing a template
+    re-renders exactly the leads that hold it, editing a layout the leads whose templates use it,
+    and a changed name or score only that lead. Links are not in the key: they follow from the
+    lead id and template id. Rows without a template stay unrendered (nulls).
     `leads` has unified_id, first_name, last_name, company, title, stage, score, temperature;
     `links(unified_id, template)` builds the lead's unsubscribe and content URLs. The context's
     `lead.locale` is the locale of the content, so a fallback-to-en lead gets an English layout.
     A template error for one lead lands in `render_error` instead of stopping the batch.
     """
     out_schema = {**dict(assignments.schema), **RENDER_COLUMNS}
+    by_id = {t.id: t for t in templates}
+    lead_rows = (
+        ensure_columns(
+            leads, {c: pl.Int64() if c == "score" else pl.String() for c in _CONTEXT_COLUMNS}
+        )
+        .select("unified_id", *_CONTEXT_COLUMNS)
+        .unique("unified_id", keep="first")
+    )
+    held = assignments.get_column("template_id").drop_nulls().unique().to_list()
+    digests = {tid: template_digest(by_id[tid], env) for tid in held if tid in by_id}
     base = assignments.drop([c for c in RENDER_COLUMNS if c in assignments.columns])
-    reused = pl.DataFrame(schema={**{c: base.schema[c] for c in _REUSE_KEY}, **RENDER_COLUMNS})
+    base = base.with_columns(_render_keys(base, lead_rows, digests))
+    # What a rendering produced (render_key is computed above, for every row).
+    produced = {c: t for c, t in RENDER_COLUMNS.items() if c != "render_key"}
+    reused = pl.DataFrame(schema={**{c: base.schema[c] for c in _REUSE_KEY}, **produced})
     if previous is not None and not previous.is_empty() and "body" in previous.columns:
         reused = (
+            # A frame from before render_key existed has nulls there: rendered again, once.
             ensure_columns(previous, RENDER_COLUMNS)
             .filter(pl.col("body").is_not_null() & pl.col("render_error").is_null())
             .select(
                 *[pl.col(c).cast(base.schema[c], strict=False) for c in _REUSE_KEY],
-                *[pl.col(c).cast(t) for c, t in RENDER_COLUMNS.items()],
+                *[pl.col(c).cast(t) for c, t in produced.items()],
             )
             .unique(_REUSE_KEY, keep="last")
         )
     kept = base.join(reused, on=_REUSE_KEY, how="inner", nulls_equal=True)
     todo = base.join(reused.select(_REUSE_KEY), on=_REUSE_KEY, how="anti", nulls_equal=True)
 
-    by_id = {t.id: t for t in templates}
-    lead_cols = ["first_name", "last_name", "company", "title", "stage", "score", "temperature"]
-    lead_rows = (
-        ensure_columns(leads, {c: pl.Int64() if c == "score" else pl.String() for c in lead_cols})
-        .select("unified_id", *lead_cols)
-        .unique("unified_id", keep="first")
-    )
     wanted = todo.filter(pl.col("template_id").is_not_null()).select("unified_id", "template_id")
     rendered: list[dict[str, object]] = []
     rows = wanted.join(lead_rows, on="unified_id", how="left")
@@ -239,7 +304,7 @@ def render_assignments(
             record["render_error"] = f"{template.name}: {type(exc).__name__}: {exc}"
         rendered.append(record)
     fresh = todo.join(
-        pl.DataFrame(rendered, schema={"unified_id": pl.String(), **RENDER_COLUMNS}),
+        pl.DataFrame(rendered, schema={"unified_id": pl.String(), **produced}),
         on="unified_id",
         how="left",
     )

@@ -8,9 +8,12 @@ Per lead, vectorised over all leads at once:
    otherwise the definition's fallback locale (en). Content is never mixed: a Japanese lead that
    has had every Japanese MQL template is exhausted, not switched to English.
 3. Candidates: leads joined to active templates on (content locale, stage) (the equi-join form of
-   a cross join + filter), then filtered by score window and conditions (industries, countries),
-   and anti-joined with the send history so nothing is sent twice.
-4. Pick: highest priority first, ties by template id.
+   a cross join + filter), then filtered by score window, conditions (industries, countries,
+   regions, title words) and wait-after triggers (the lead had the named activity at least that
+   many days ago), and anti-joined with the send history so nothing is sent twice.
+4. Pick: the lowest unsent sequence position first, then templates without one; within that the
+   highest priority, ties by template id. The reason names the stage, position, priority, the
+   conditions and the trigger that held.
 5. Exhausted (no candidate left): with policy `evergreen`, an evergreen template (stage `any`,
    never-sent first, then least recently sent); with `pause`, none. Status "exhausted" either way.
 
@@ -28,7 +31,7 @@ import polars as pl
 
 from orchestration.funnel.definition import LeadDefinition
 from orchestration.funnel.model import UTC_TS
-from orchestration.funnel.nurture.templates import Template
+from orchestration.funnel.nurture.templates import GLOBAL_REGION, Template
 from orchestration.funnel.scoring import as_utc, ensure_columns, normalise_industry
 
 ASSIGNMENT_SCHEMA: dict[str, pl.DataType] = {
@@ -55,6 +58,7 @@ _LEAD_INPUT: dict[str, pl.DataType] = {
     "locale": pl.String(),
     "industry": pl.String(),
     "country": pl.String(),
+    "title": pl.String(),
     "opted_out": pl.Boolean(),
     "do_not_contact": pl.Boolean(),
     "bounced": pl.Boolean(),
@@ -67,10 +71,15 @@ _TEMPLATE_SCHEMA: dict[str, pl.DataType] = {
     "t_stage": pl.String(),
     "channel": pl.String(),
     "priority": pl.Int64(),
+    "sequence": pl.Int64(),
     "score_min": pl.Int64(),
     "score_max": pl.Int64(),
     "industries": pl.List(pl.String()),
     "countries": pl.List(pl.String()),
+    "regions": pl.List(pl.String()),
+    "titles": pl.List(pl.String()),
+    "wait_activity": pl.String(),
+    "wait_days": pl.Int64(),
     "cooldown_days": pl.Int64(),
     "evergreen": pl.Boolean(),
 }
@@ -85,6 +94,8 @@ def templates_frame(templates: list[Template], definition: LeadDefinition) -> pl
         cond = t.conditions
         industries = cond.industries if cond and cond.industries is not None else None
         countries = cond.countries if cond and cond.countries is not None else None
+        regions = cond.regions if cond and cond.regions is not None else None
+        titles = cond.titles if cond and cond.titles is not None else None
         for stage in t.stages:
             rows.append(
                 {
@@ -94,10 +105,15 @@ def templates_frame(templates: list[Template], definition: LeadDefinition) -> pl
                     "t_stage": stage,
                     "channel": t.channel,
                     "priority": t.priority,
+                    "sequence": t.sequence,
                     "score_min": t.score_min,
                     "score_max": t.score_max,
                     "industries": industries,
                     "countries": [c.upper() for c in countries] if countries is not None else None,
+                    "regions": regions,
+                    "titles": [w.casefold() for w in titles] if titles is not None else None,
+                    "wait_activity": t.wait_after.activity if t.wait_after else None,
+                    "wait_days": t.wait_after.days if t.wait_after else None,
                     "cooldown_days": (
                         t.cooldown_days
                         if t.cooldown_days is not None
@@ -113,8 +129,33 @@ def templates_frame(templates: list[Template], definition: LeadDefinition) -> pl
     )
 
 
-def _eligible(frame: pl.DataFrame) -> pl.DataFrame:
+def _eligible(frame: pl.DataFrame, first_activity: pl.DataFrame, now: datetime) -> pl.DataFrame:
+    """Candidate (lead, template) rows whose score window, conditions and trigger hold.
+
+    `first_activity`: unified_id, activity_type, first_at (each lead's earliest activity per type).
+    """
     score = pl.col("score")
+    # Title words: a lead matches when its title contains any of the template's words.
+    frame = frame.with_row_index("_row")
+    title_hits = (
+        frame.filter(pl.col("titles").is_not_null())
+        .select("_row", "title_key", pl.col("titles").alias("word"))
+        .explode("word")
+        .filter(pl.col("title_key").str.contains(pl.col("word"), literal=True).fill_null(False))
+        .select("_row")
+        .unique()
+        .with_columns(pl.lit(True).alias("title_hit"))
+    )
+    frame = (
+        frame.join(title_hits, on="_row", how="left")
+        .join(
+            first_activity,
+            left_on=["unified_id", "wait_activity"],
+            right_on=["unified_id", "activity_type"],
+            how="left",
+        )
+        .drop("_row")
+    )
     return frame.filter(
         (pl.col("score_min").is_null() | (score >= pl.col("score_min")))
         & (pl.col("score_max").is_null() | (score <= pl.col("score_max")))
@@ -126,7 +167,33 @@ def _eligible(frame: pl.DataFrame) -> pl.DataFrame:
             pl.col("countries").is_null()
             | pl.col("countries").list.contains(pl.col("country_key")).fill_null(False)
         )
-    )
+        & (
+            pl.col("regions").is_null()
+            | pl.col("regions").list.contains(pl.col("region_key")).fill_null(False)
+        )
+        & (pl.col("titles").is_null() | pl.col("title_hit").fill_null(False))
+        & (
+            pl.col("wait_activity").is_null()
+            | (pl.col("first_at") + pl.duration(days=pl.col("wait_days")) <= pl.lit(now)).fill_null(
+                False
+            )
+        )
+    ).drop("title_hit", "first_at")
+
+
+def _conditions_reason() -> pl.Expr:
+    """ "; matched industries, region, title" naming the conditions a template set (they held)."""
+    named = [
+        pl.when(pl.col(c).is_not_null()).then(pl.lit(label))
+        for c, label in (
+            ("industries", "industry"),
+            ("countries", "country"),
+            ("regions", "region"),
+            ("titles", "title"),
+        )
+    ]
+    listed = pl.concat_str(named, separator=", ", ignore_nulls=True)
+    return pl.when(listed != "").then(pl.lit("; matched ") + listed)
 
 
 def select_next(
@@ -136,12 +203,15 @@ def select_next(
     definition: LeadDefinition,
     *,
     now: datetime,
+    activities: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """The next nurture content for every lead (ASSIGNMENT_SCHEMA, one row per lead).
 
-    Input leads need unified_id, stage, score, locale (industry, country, opted_out,
+    Input leads need unified_id, stage, score, locale (industry, country, title, opted_out,
     do_not_contact and bounced are read when present); `history` holds past sends
-    (unified_id, template_id, sent_at) from both CRMs, or None.
+    (unified_id, template_id, sent_at) from both CRMs, or None; `activities` (unified_id,
+    activity_type, occurred_at; both CRMs' timeline) feeds the wait-after triggers, or None
+    (then no triggered template is eligible).
     """
     now = as_utc(now)
     policy = definition.nurture
@@ -161,6 +231,16 @@ def select_next(
         )
     )
 
+    first_activity = (
+        pl.DataFrame(
+            schema={"unified_id": pl.String(), "activity_type": pl.String(), "first_at": UTC_TS}
+        )
+        if activities is None
+        else activities.filter(pl.col("occurred_at").cast(UTC_TS) <= pl.lit(now))
+        .group_by("unified_id", "activity_type")
+        .agg(pl.col("occurred_at").cast(UTC_TS).min().alias("first_at"))
+    )
+    region_of = definition.country_regions()
     leads = (
         ensure_columns(unified_with_stage_and_score, _LEAD_INPUT)
         .unique("unified_id", keep="first", maintain_order=True)
@@ -177,6 +257,12 @@ def select_next(
             pl.col("locale").str.to_lowercase().fill_null(fallback).alias("lead_locale"),
             normalise_industry(pl.col("industry")).alias("industry_key"),
             pl.col("country").str.to_uppercase().alias("country_key"),
+            pl.col("country")
+            .str.to_uppercase()
+            .replace_strict(region_of, default=GLOBAL_REGION, return_dtype=pl.String)
+            .fill_null(GLOBAL_REGION)
+            .alias("region_key"),
+            pl.col("title").str.to_lowercase().alias("title_key"),
             pl.col("opted_out").fill_null(False),
             pl.col("do_not_contact").fill_null(False),
             pl.col("bounced").fill_null(False),
@@ -253,20 +339,31 @@ def select_next(
             left_on=["locale", "stage"],
             right_on=["t_locale", "t_stage"],
             how="inner",
-        )
+        ),
+        first_activity,
+        now,
     ).join(sent_counts, on=["unified_id", "template_id"], how="anti")
     picked = (
-        candidates.sort(["unified_id", "priority", "template_id"], descending=[False, True, False])
+        candidates.sort(
+            ["unified_id", "sequence", "priority", "template_id"],
+            descending=[False, False, True, False],
+            nulls_last=True,
+        )
         .unique("unified_id", keep="first", maintain_order=True)
         .with_columns(
             pl.lit("assigned").alias("status"),
-            pl.format(
-                "stage {} priority {}{}",
-                pl.col("stage"),
-                pl.col("priority"),
-                pl.when(pl.col("has_local"))
-                .then(pl.lit(""))
-                .otherwise(pl.format(" (no {} content: {} fallback)", "lead_locale", "locale")),
+            pl.concat_str(
+                [
+                    pl.format("stage {}", pl.col("stage")),
+                    pl.format(" sequence {}", pl.col("sequence")),
+                    pl.format(" priority {}", pl.col("priority")),
+                    pl.when(pl.col("has_local"))
+                    .then(pl.lit(""))
+                    .otherwise(pl.format(" (no {} content: {} fallback)", "lead_locale", "locale")),
+                    _conditions_reason(),
+                    pl.format("; {} days after {}", pl.col("wait_days"), pl.col("wait_activity")),
+                ],
+                ignore_nulls=True,
             ).alias("reason"),
         )
     )
@@ -291,7 +388,9 @@ def select_next(
                     .alias("locale")
                 )
                 .drop("ever_local")
-                .join(evergreen.drop("t_stage"), left_on="locale", right_on="t_locale")
+                .join(evergreen.drop("t_stage"), left_on="locale", right_on="t_locale"),
+                first_activity,
+                now,
             )
             .join(sent_counts, on=["unified_id", "template_id"], how="left")
             .sort(

@@ -5,8 +5,9 @@ start with "_" (such as `_layout/`) hold shared layouts and partials, not select
 Stage directory `any` holds evergreen templates, used when a lead has had everything else.
 
 Front matter (validated strictly, so a misspelt key is an error rather than a silently ignored
-rule): id, stages, locale, channel, subject, priority, score_min/score_max, conditions
-(industries, countries), cooldown_days, active, version, translation_of ("<en id>@<version>").
+rule): id, stages, locale, channel, subject, priority, sequence, score_min/score_max, conditions
+(industries, countries, regions, titles), cooldown_days, wait_after ({activity, days}), active,
+version, translation_of ("<en id>@<version>").
 """
 
 from __future__ import annotations
@@ -20,11 +21,14 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from orchestration.funnel.definition import ALL_STAGES
+from orchestration.funnel.model import ACTIVITY_TYPES
 
 EVERGREEN_STAGE = "any"
 TEMPLATE_EXTENSIONS = ("html", "txt")
 _FILE_RE = re.compile(r"^(?P<id>[A-Za-z0-9][A-Za-z0-9_.-]*?)\.(?P<ext>html|txt)\.j2$")
 _TRANSLATION_RE = re.compile(r"^(?P<id>[A-Za-z0-9][A-Za-z0-9_.-]*)@(?P<version>\d+)$")
+# Leads whose country no regional overlay covers work by the global rules: region "global".
+GLOBAL_REGION = "global"
 
 
 class TemplateError(ValueError):
@@ -38,6 +42,37 @@ class Conditions(BaseModel):
 
     industries: list[str] | None = None
     countries: list[str] | None = None
+    # Region codes of the lead definition's overlays (lead_definition/regions/<code>.yaml), or
+    # "global" for leads no overlay covers; a lead's region follows from its country.
+    regions: list[str] | None = None
+    # The persona, read from the job title: the lead's title contains one of these words
+    # (case-insensitive), e.g. [部長, Director, VP] for decision makers.
+    titles: list[str] | None = None
+
+    @field_validator("regions")
+    @classmethod
+    def _region_codes(cls, regions: list[str] | None) -> list[str] | None:
+        bad = [r for r in regions or [] if not re.fullmatch(r"[a-z]{2,8}", r)]
+        if bad:
+            raise ValueError(f"region codes are lower-case file names of regional overlays: {bad}")
+        return regions
+
+
+class WaitAfter(BaseModel):
+    """A trigger: the template is eligible once the lead has had `activity` at least `days` ago
+    (for example a webinar invitation a week after a content download)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    activity: str
+    days: int = Field(ge=0)
+
+    @field_validator("activity")
+    @classmethod
+    def _known_activity(cls, activity: str) -> str:
+        if activity not in ACTIVITY_TYPES:
+            raise ValueError(f"unknown activity {activity!r}; known: {list(ACTIVITY_TYPES)}")
+        return activity
 
 
 class TemplateMeta(BaseModel):
@@ -51,11 +86,15 @@ class TemplateMeta(BaseModel):
     channel: Literal["email"] = "email"
     subject: str = Field(min_length=1)
     priority: int = 0
+    # Position in its stage's sequence: the lowest unsent position goes first, before templates
+    # without one (which go by priority). Priority breaks ties between equal positions.
+    sequence: int | None = Field(default=None, ge=1)
     score_min: int | None = None
     score_max: int | None = None
     conditions: Conditions | None = None
     # None: the definition's nurture.default_cooldown_days.
     cooldown_days: int | None = Field(default=None, ge=0)
+    wait_after: WaitAfter | None = None
     active: bool = True
     version: int = Field(ge=1)
     translation_of: str | None = None
