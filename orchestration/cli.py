@@ -391,6 +391,114 @@ def definition_impact(
         console.print(f"  {move['from_stage']} -> {move['to_stage']}: {move['leads']}")
 
 
+@definition_app.command("backtest")
+def definition_backtest(
+    proposed: Annotated[
+        Path | None,
+        typer.Argument(
+            help="A proposed global.yaml (or its folder, with regions/) to compare with the "
+            "current definition; without it, backtest the current one."
+        ),
+    ] = None,
+    size: Annotated[int, typer.Option("--size", help="People to generate.")] = 3000,
+    seed: SeedOpt = 7,
+    as_json: JsonOpt = False,
+) -> None:
+    """Backtest the score against the sandbox generator's outcomes: conversion to opportunity and
+    win per temperature band and score decile, and the AUC of the score for each. Runs the
+    worker's steps in process on generated data (sales-side activity left out of the score, see
+    orchestration/funnel/backtest.py); reads no store, calls no CRM."""
+    from orchestration import backtest_run
+    from orchestration.funnel.backtest import Backtest
+    from orchestration.funnel.definition import DefinitionError, load_definition
+
+    try:
+        current_def = load_definition()
+        proposed_def = None
+        if proposed is not None:
+            proposed_def = load_definition(
+                proposed / "global.yaml" if proposed.is_dir() else proposed
+            )
+    except DefinitionError as exc:
+        for problem in exc.problems:
+            console.print(f"[red]{escape(str(problem))}[/]")
+        raise typer.Exit(1) from exc
+    data = backtest_run.load_data(current_def, size=size, seed=seed)
+    comparison = None
+    if proposed_def is None:
+        current = backtest_run.run(data, current_def)
+    else:
+        comparison = backtest_run.run_comparison(data, current_def, proposed_def)
+        current = comparison.current
+    if as_json:
+        body = comparison.to_dict() if comparison else {"current": current.to_dict()}
+        print(json.dumps({"data": data.describe(), **body}, ensure_ascii=False))
+        return
+
+    def pct(value: float | None) -> str:
+        return "n/a" if value is None else f"{100 * value:.1f}%"
+
+    def pts(value: float | None) -> str:  # a difference of two rates, in percentage points
+        return "n/a" if value is None else f"{100 * value:+.1f} pt"
+
+    def auc(value: float | None, signed: bool = False) -> str:
+        return "n/a" if value is None else f"{value:+.3f}" if signed else f"{value:.3f}"
+
+    facts = data.describe()
+    console.print(
+        f"{size} generated people (seed {seed}): {facts['unified_leads']} unified leads, "
+        f"{facts['opportunity_leads']} became opportunities, {facts['won_leads']} won",
+        highlight=False,
+    )
+
+    def single(result: Backtest) -> None:
+        for key, frame in (("band", result.bands), ("decile", result.deciles)):
+            table = Table(title=f"backtest {result.version}: by {key}", header_style="bold")
+            for column in (key, "scores", "leads", "opps", "opp rate", "wins", "win rate"):
+                if column != "scores" or key == "decile":
+                    table.add_column(column, justify="left" if column == key else "right")
+            for row in frame.iter_rows(named=True):
+                cells = [str(row[key])]
+                if key == "decile":
+                    cells.append(f"{row['score_min']}..{row['score_max']}")
+                cells += [str(row["leads"]), str(row["opportunities"])]
+                cells += [pct(row["opportunity_rate"]), str(row["wins"]), pct(row["win_rate"])]
+                table.add_row(*cells)
+            console.print(table)
+        console.print(
+            f"AUC: opportunity [bold]{auc(result.auc_opportunity)}[/], "
+            f"win [bold]{auc(result.auc_win)}[/]"
+        )
+
+    if comparison is None:
+        single(current)
+        return
+    title = f"{comparison.current.version} -> {comparison.proposed.version}"
+    for key, frame in (("band", comparison.bands), ("decile", comparison.deciles)):
+        table = Table(title=f"backtest {title}: by {key} (current, proposed)", header_style="bold")
+        table.add_column(key)
+        for column in ("leads", "opp rate", "proposed", "Δ opp", "win rate", "proposed ", "Δ win"):
+            table.add_column(column, justify="right")
+        for row in frame.iter_rows(named=True):
+            table.add_row(
+                str(row[key]),
+                f"{row['leads_current'] or 0} -> {row['leads_proposed'] or 0}",
+                pct(row["opportunity_rate_current"]),
+                pct(row["opportunity_rate_proposed"]),
+                pts(row["opportunity_rate_delta"]),
+                pct(row["win_rate_current"]),
+                pct(row["win_rate_proposed"]),
+                pts(row["win_rate_delta"]),
+            )
+        console.print(table)
+    table = Table(title=f"AUC {title}", header_style="bold")
+    for column in ("outcome", "current", "proposed", "Δ"):
+        table.add_column(column, justify="left" if column == "outcome" else "right")
+    for metric, cur, pro, delta in comparison.auc.iter_rows():
+        table.add_row(metric, auc(cur), auc(pro), auc(delta, signed=True))
+    console.print(table)
+
+
 @templates_app.command("lint")
 def templates_lint(
     root: Annotated[
@@ -412,6 +520,60 @@ def templates_lint(
     errors = sum(p.severity == "error" for p in problems)
     console.print(f"{errors} error(s), {len(problems) - errors} warning(s) in {folder}")
     if errors:
+        raise typer.Exit(1)
+
+
+@templates_app.command("preview")
+def templates_preview(
+    root: Annotated[
+        Path | None, typer.Argument(help="Templates folder (default nurture_templates/).")
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Gallery folder (default .leadsync/preview/)."),
+    ] = None,
+    synthetic: Annotated[
+        bool,
+        typer.Option("--synthetic", help="Synthetic samples only; do not read the store."),
+    ] = False,
+) -> None:
+    """Render every template for sample leads of each stage and region into an HTML gallery.
+
+    Samples are masked real leads from the state store where it has one for a (stage, region),
+    synthetic leads elsewhere. Exits 1 when any render fails (the gallery shows the errors).
+    """
+    from orchestration.defs import frames
+    from orchestration.defs.resources import PROJECT_ROOT
+    from orchestration.funnel.definition import load_definition
+    from orchestration.funnel.nurture.preview import build_gallery, samples_from_leads
+    from orchestration.funnel.nurture.templates import TemplateError, load_templates
+
+    folder = root or PROJECT_ROOT / "nurture_templates"
+    target = out or Path(".leadsync/preview")
+    definition = load_definition()
+    try:
+        catalogue = load_templates(folder)
+    except TemplateError as exc:
+        console.print(f"[red]{escape(str(exc))}[/] (run `leadsync templates lint`)")
+        raise typer.Exit(1) from exc
+    samples = None
+    if not synthetic:
+        store = _state_store()
+        leads = (
+            frames.read(store, "unified_leads")
+            .join(frames.read(store, "stages"), on="unified_id", how="inner")
+            .join(frames.read(store, "scores"), on="unified_id", how="inner")
+        )
+        samples = samples_from_leads(leads, definition)
+    gallery = build_gallery(catalogue, folder, target, definition, samples=samples)
+    for failed in gallery.errors:
+        text = escape(f"{failed.template.name} [{failed.sample.label}]: {failed.error}")
+        console.print(f"[red]{text}[/]", highlight=False, soft_wrap=True)
+    console.print(
+        f"{len(gallery.renders)} renders of {len(catalogue)} templates, "
+        f"{len(gallery.errors)} error(s): {gallery.index.resolve().as_uri()}"
+    )
+    if gallery.errors:
         raise typer.Exit(1)
 
 
