@@ -21,6 +21,11 @@ Cooldown and the frequency cap do not remove content; they set `due_at`, the ear
 assignment may be sent: the later of now, the lead's last send + the template's cooldown, and the
 moment the lead drops below `frequency_cap.max_sends` sends in `per_days`. The CRMs therefore
 always show the real next content, and the sender waits for `due_at`.
+
+The frequency cap is about the person's inbox, so it counts every email the person had from us,
+not only nurture: a rep's one-to-one email logged in HubSpot or Salesforce (CAP_ACTIVITY_TYPES in
+`activities`) counts as a send. A nurture send that a CRM also logged (same lead, same instant as
+the history's `sent_at`) counts once. The cooldown stays per nurture send, as the definition says.
 """
 
 from __future__ import annotations
@@ -50,6 +55,9 @@ HISTORY_SCHEMA: dict[str, pl.DataType] = {
     "template_id": pl.String(),
     "sent_at": UTC_TS,
 }
+
+# Activities that are an email the person received from us outside nurture.
+CAP_ACTIVITY_TYPES: tuple[str, ...] = ("sales_email",)
 
 _LEAD_INPUT: dict[str, pl.DataType] = {
     "unified_id": pl.String(),
@@ -314,8 +322,20 @@ def select_next(
     cap = policy.frequency_cap
     window_start = now - timedelta(days=cap.per_days)
     last_sent = hist.group_by("unified_id").agg(pl.col("sent_at").max().alias("last_sent_at"))
+    nurture_sends = hist.select("unified_id", "sent_at")
+    crm_emails = (
+        nurture_sends.clear()
+        if activities is None
+        else activities.filter(
+            pl.col("activity_type").is_in(CAP_ACTIVITY_TYPES)
+            & (pl.col("occurred_at").cast(UTC_TS) <= pl.lit(now))
+        )
+        .select("unified_id", pl.col("occurred_at").cast(UTC_TS).alias("sent_at"))
+        .join(nurture_sends, on=["unified_id", "sent_at"], how="anti")
+    )
     freq = (
-        hist.filter(pl.col("sent_at") > pl.lit(window_start))
+        pl.concat([nurture_sends, crm_emails])
+        .filter(pl.col("sent_at") > pl.lit(window_start))
         .group_by("unified_id")
         .agg(
             pl.col("sent_at")
