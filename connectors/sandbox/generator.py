@@ -104,6 +104,15 @@ LEADSYNC_FIELDS: Final[tuple[str, ...]] = (
     "LeadSync_Next_Content_Subject__c",
     "LeadSync_Synced_At__c",
 )
+# BANT(C) checkboxes the sandbox org's admin added to Lead (docs/sandbox-data.md), in the order
+# Budget, Authority, Need, Timeline, Competitor.
+SF_BANT_FIELDS: Final[tuple[str, ...]] = (
+    "BANT_Budget__c",
+    "BANT_Authority__c",
+    "BANT_Need__c",
+    "BANT_Timeline__c",
+    "BANT_Competitor__c",
+)
 # Reading (フリガナ) fields a Japanese org adds to Lead and Contact; HubSpot custom properties.
 SF_KANA_FIELDS: Final[tuple[str, str]] = ("LastNameKana__c", "FirstNameKana__c")
 HS_KANA_PROPERTIES: Final[tuple[str, str]] = ("lastname_kana", "firstname_kana")
@@ -625,6 +634,8 @@ class _Builder:
     def __init__(self, size: int, seed: int, now: datetime) -> None:
         self.r = random.Random(seed)
         self._rand = self.r.random
+        # Keys the hash-based draws (`_unit`) that must not move the main stream.
+        self._seed = seed
         self.now = now
         self.hs: dict[str, list[Record]] = {name: [] for name in HUBSPOT_OBJECTS}
         self.sf: dict[str, list[Record]] = {name: [] for name in SALESFORCE_OBJECTS}
@@ -2203,6 +2214,7 @@ class _Builder:
                 source = self._ch(("Other", "Purchased List", "Trade Show"))
                 lead = self._new_lead(p, created, 1.0, self.users[p.owner][0], source)
                 lead["Status"] = "Open - Not Contacted"
+                self._route_to_queue(p, lead)
                 self.sf["Lead"].append(lead)
                 self.truth.append(TruthRow("salesforce", "Lead", lead["Id"], p.pid))
 
@@ -2521,6 +2533,8 @@ class _Builder:
             }
         )
         rec.update(dict.fromkeys(LEADSYNC_FIELDS))
+        # Checkboxes default to unticked; `_qualify` ticks what sales confirmed.
+        rec.update(dict.fromkeys(SF_BANT_FIELDS, False))
         self._sf_times(rec, created, created)
         return rec
 
@@ -2603,6 +2617,7 @@ class _Builder:
         latest: dict[str, datetime] = {}
         last_activity: date | None = None
         if lead is not None:
+            self._qualify(p, lead)
             self.sf["Lead"].append(lead)
             self.truth.append(TruthRow("salesforce", "Lead", lead["Id"], p.pid))
         if contact is not None:
@@ -2614,6 +2629,8 @@ class _Builder:
                 del p.company.sf_contacts[:5]
         for extra in side.extra + side.losers:
             obj = "Lead" if extra["Id"].startswith("00Q") else "Contact"
+            if obj == "Lead":
+                self._route_to_queue(p, extra)
             self.sf[obj].append(extra)
             self.truth.append(TruthRow("salesforce", obj, extra["Id"], p.pid))
         # Campaign members: one per campaign and person record, from the record's creation on.
@@ -2680,6 +2697,45 @@ class _Builder:
         if side.opp is not None:
             self.sf["Opportunity"].append(side.opp)
             self._contact_roles(p, side)
+
+    # ------------------------------------------------------------ sales qualification, queues
+    # Hash-based draws keyed by (seed, person, what): these fields were added after the main
+    # stream was fixed, so drawing them from `self.r` would shift every later record. With
+    # `_unit` every other value stays byte-identical to what the same (size, seed) gave before.
+    def _unit(self, p: _Person, what: str) -> float:
+        """A uniform [0, 1) number fixed by (seed, person, what)."""
+        key = f"{self._seed}\0{p.pid}\0{what}".encode()
+        return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little") / 2.0**64
+
+    def _qualify(self, p: _Person, lead: Record) -> None:
+        """The person's main Lead: BANT(C) boxes ticked as far as sales got with them, and the
+        owner queue while nobody has worked the lead."""
+        if not lead["IsConverted"] and lead["Status"].startswith("Open"):
+            self._route_to_queue(p, lead)  # nobody has talked to them: nothing confirmed
+            return
+        if p.stage in _DEAL_STAGES:
+            odds = _BANT_QUALIFIED
+        elif p.stage == "disqualified":
+            odds = _BANT_DISQUALIFIED
+        else:
+            odds = _BANT_WORKING  # worked, not (yet) qualified
+        for name, base in zip(SF_BANT_FIELDS, odds, strict=True):
+            # Senior people sign off themselves: Authority is confirmed more often.
+            share = base + (0.25 if name == "BANT_Authority__c" and p.seniority >= 4 else 0.0)
+            lead[name] = self._unit(p, name) < share
+
+    def _route_to_queue(self, p: _Person, lead: Record) -> None:
+        """An open, unworked Lead waits in a queue (OwnerId 00G...) until a rep accepts it; MQLs
+        sit in their market's inside-sales queue, except a share a rep has already accepted
+        (taken ownership of) but not called yet. Everyone else waits in the nurture queue."""
+        if lead["IsConverted"] or not lead["Status"].startswith("Open"):
+            return
+        if p.stage == "mql":
+            if self._unit(p, "accepted") < _ACCEPTED_SHARE:
+                return  # the rep pressed Accept: the owner is the rep already
+            lead["OwnerId"] = SF_QUEUES["inside_sales_ja" if p.lang == "ja" else "inside_sales_en"]
+        else:
+            lead["OwnerId"] = SF_QUEUES["nurture"]
 
     def _contact_roles(self, p: _Person, side: "_SfSide") -> None:
         r = self.r
@@ -2937,6 +2993,23 @@ _WIN_HAND_RAISE = 0.8
 _WIN_WEBINAR = 0.3
 _WIN_SENIOR = 0.5
 _RECENT = timedelta(days=30)
+
+# Lead queues of the sandbox org (Group records of Type Queue, key prefix 00G; the emulator knows
+# the prefix but does not model Group, see docs/sandbox-data.md).
+SF_QUEUES: Final[dict[str, str]] = {
+    "inside_sales_ja": _sf_id("00G", 3_900_001),
+    "inside_sales_en": _sf_id("00G", 3_900_002),
+    "nurture": _sf_id("00G", 3_900_003),
+}
+# MQL people whose open lead a rep has accepted (owner is the rep) but not yet called.
+_ACCEPTED_SHARE = 0.2
+# Chance that sales confirmed each BANT(C) criterion (order of SF_BANT_FIELDS), by how far the
+# person got: people with a deal or a qualification mostly pass the shipped rule (Need and
+# Timeline), leads sales is still working rarely do, ruled-out ones almost never.
+_DEAL_STAGES: Final[frozenset[str]] = frozenset({"sql", "opportunity", "customer", "lost"})
+_BANT_QUALIFIED: Final[tuple[float, ...]] = (0.6, 0.45, 0.92, 0.85, 0.45)
+_BANT_WORKING: Final[tuple[float, ...]] = (0.1, 0.2, 0.35, 0.2, 0.15)
+_BANT_DISQUALIFIED: Final[tuple[float, ...]] = (0.02, 0.1, 0.15, 0.05, 0.1)
 
 # Page sessions behind a conversion (the last page is where the form was sent).
 _SESSIONS: Final[dict[str, tuple[str, ...]]] = {

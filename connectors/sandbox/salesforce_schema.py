@@ -493,6 +493,18 @@ def _kana_fields() -> list[FieldDef]:
     ]
 
 
+def _bant_fields() -> list[FieldDef]:
+    """BANT(C) checkboxes an admin added to Lead (docs/crm-setup.md): sales ticks each one when
+    that criterion is confirmed. Checkbox custom fields are never null and default to unticked."""
+    return [
+        boolean("BANT_Budget__c", "BANT: Budget Confirmed"),
+        boolean("BANT_Authority__c", "BANT: Authority Confirmed"),
+        boolean("BANT_Need__c", "BANT: Need Confirmed"),
+        boolean("BANT_Timeline__c", "BANT: Timeline Confirmed"),
+        boolean("BANT_Competitor__c", "BANT: Competitor Known"),
+    ]
+
+
 def _address(prefix: str, label: str) -> list[FieldDef]:
     compound = f"{prefix}Address" if prefix else "Address"
     return [
@@ -617,6 +629,7 @@ _LEAD = SObjectDef(
         FieldDef("EmailBouncedDate", "datetime", "Email Bounced Date"),
         *_leadsync_fields(),
         *_kana_fields(),
+        *_bant_fields(),
     ),
 )
 
@@ -891,7 +904,8 @@ SOBJECTS: dict[str, SObjectDef] = {
 }
 _SOBJECTS_LOWER: dict[str, SObjectDef] = {name.lower(): s for name, s in SOBJECTS.items()}
 PREFIX_TO_SOBJECT: dict[str, str] = {s.key_prefix: s.name for s in SOBJECTS.values()}
-#: Key prefixes of objects the sandbox references but does not model (queues, profiles).
+#: Key prefixes of objects the sandbox references but does not model (queues, profiles): an
+#: OwnerId of a Lead, Task or Event may name a lead queue (a Group of Type Queue, prefix 00G).
 FOREIGN_PREFIXES: dict[str, str] = {"00G": "Group", "00e": "Profile"}
 
 #: Fields a polymorphic relationship (Who, What, Owner on Lead/Task) exposes in SOQL: the

@@ -34,7 +34,7 @@ from pydantic import (
     model_validator,
 )
 
-from orchestration.funnel.model import ACTIVITY_TYPES
+from orchestration.funnel.model import ACTIVITY_TYPES, BANT_CRITERIA
 
 DEFAULT_PATH = Path(__file__).resolve().parents[2] / "lead_definition" / "global.yaml"
 # Regional overlays live in this folder next to the global file, one `<code>.yaml` per region.
@@ -67,8 +67,10 @@ WRITEBACK_COLUMNS: tuple[str, ...] = (
 # What a regional overlay may change: the one list, as dotted paths into the definition, where "*"
 # matches any single key and a path covers everything below it. Scoring numbers, keywords and SLA
 # hours differ by market; the stages, the backward edges, what a hand-raise is, the field mappings,
-# the Salesforce status meanings, write-back ownership and identity rules do not, because the stage
-# ledger, the funnel report and both CRMs must mean the same thing in every country.
+# the Salesforce status meanings, what qualifies (BANT(C)) and accepts (queue ownership) a lead,
+# write-back ownership and identity rules do not, because the stage ledger, the funnel report and
+# both CRMs must mean the same thing in every country: an SQL in Japan passed the same test as an
+# SQL in the US, or the waterfall compares different things.
 OVERRIDABLE: tuple[str, ...] = (
     "scoring.thresholds",
     "scoring.temperature",
@@ -323,6 +325,59 @@ class SalesStatus(_Strict):
     sgl_lead_sources: list[str]
 
 
+class BantRule(_Strict):
+    """When the BANT(C) checkboxes sales ticked make a lead an SQL: every criterion in `required`
+    is confirmed and at least `min_confirmed` of the five are. "Pass when Need and Timeline are
+    clear even if Budget and Authority are unknown" is `required: [need, timeline]`,
+    `min_confirmed: 2`. Criteria: budget, authority, need, timeline, competitor."""
+
+    required: list[str] = Field(default_factory=list)
+    min_confirmed: int = Field(ge=1, le=len(BANT_CRITERIA))
+
+    @field_validator("required")
+    @classmethod
+    def _known_criteria(cls, required: list[str]) -> list[str]:
+        unknown = [c for c in required if c not in BANT_CRITERIA]
+        if unknown:
+            raise ValueError(f"unknown BANT(C) criteria {unknown}; known: {list(BANT_CRITERIA)}")
+        return _unique(required, "criteria")
+
+    @model_validator(mode="after")
+    def _reachable(self) -> BantRule:
+        # A rule asking for fewer confirmed criteria than it requires by name would mean
+        # something other than it says; one asking for more is fine (any further criteria).
+        if self.min_confirmed < len(self.required):
+            raise ValueError(
+                f"min_confirmed ({self.min_confirmed}) is below the number of required criteria "
+                f"({len(self.required)})"
+            )
+        return self
+
+
+class SalesQualification(_Strict):
+    """Sales evidence for SQL besides Lead.Status. `bant` null (or absent): no BANT(C) rule."""
+
+    bant: BantRule | None = None
+
+
+class SalesAcceptance(_Strict):
+    """Salesforce lead queues: with `queue_routing`, MQLs are routed to a queue (an OwnerId that
+    starts with `queue_id_prefix`) and a salesperson accepts one by taking ownership (the queue's
+    Accept button makes a user, `user_id_prefix`, the owner): a lead with MQL evidence owned by a
+    user is a SAL. Off: the owner says nothing about acceptance (orgs that assign leads to reps
+    straight away, where an owner is not a decision)."""
+
+    queue_routing: bool = False
+    queue_id_prefix: str = Field(default="00G", pattern=r"^[0-9A-Za-z]{3}$")
+    user_id_prefix: str = Field(default="005", pattern=r"^[0-9A-Za-z]{3}$")
+
+    @model_validator(mode="after")
+    def _distinct(self) -> SalesAcceptance:
+        if self.queue_id_prefix == self.user_id_prefix:
+            raise ValueError("queue_id_prefix and user_id_prefix must differ")
+        return self
+
+
 # --- write-back -------------------------------------------------------------------------------
 
 
@@ -504,6 +559,10 @@ class LeadDefinition(_Strict):
     scoring: Scoring
     sla: Sla
     sales_status: SalesStatus
+    # Optional sections (absent: no BANT rule, no queue routing), so definitions written before
+    # them still load and mean what they meant.
+    sales_qualification: SalesQualification = Field(default_factory=SalesQualification)
+    sales_acceptance: SalesAcceptance = Field(default_factory=SalesAcceptance)
     writeback: Writeback
     nurture: NurturePolicy
     identity: IdentityRules

@@ -12,6 +12,10 @@ UTC_TS = pl.Datetime("us", "UTC")
 HUBSPOT = "hubspot"
 SALESFORCE = "salesforce"
 
+# The BANT(C) criteria in their customary order, and the canonical column of each.
+BANT_CRITERIA: tuple[str, ...] = ("budget", "authority", "need", "timeline", "competitor")
+BANT_COLUMNS: tuple[str, ...] = tuple(f"bant_{c}" for c in BANT_CRITERIA)
+
 # One row per source record (a HubSpot contact, a Salesforce Lead or Contact), after field mapping
 # and normalisation. `record_id` is "<system>:<object>:<source id>", e.g. "hubspot:contacts:1001",
 # "salesforce:Lead:00Q000000000001AAA".
@@ -56,6 +60,9 @@ CANONICAL_LEAD_SCHEMA: dict[str, pl.DataType] = {
     "sf_status": pl.String(),
     "sf_is_converted": pl.Boolean(),
     "hs_lifecyclestage": pl.String(),
+    # BANT(C): the checkboxes sales ticks on a Salesforce Lead as each criterion is confirmed
+    # (Budget, Authority, Need, Timeline, Competitor known). Null where the org has no such field.
+    **{c: pl.Boolean() for c in BANT_COLUMNS},
     # cross-system hard links (tier 0 identity evidence)
     "linked_record_ids": pl.List(pl.String()),  # record_ids this record says it is the same as
     "created_at": UTC_TS,

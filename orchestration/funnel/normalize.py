@@ -27,6 +27,7 @@ import polars as pl
 
 from orchestration.funnel.model import (
     ACTIVITY_SCHEMA,
+    BANT_COLUMNS,
     CANONICAL_LEAD_SCHEMA,
     HUBSPOT,
     SALESFORCE,
@@ -77,6 +78,13 @@ DEFAULT_LEAD_MAPPINGS: dict[str, dict[str, str]] = {
         "EmailBouncedReason": "bounced",
         "Status": "sf_status",
         "IsConverted": "sf_is_converted",
+        # BANT(C) checkboxes an admin adds to Lead (docs/crm-setup.md); orgs without them pull
+        # without them and the columns stay null.
+        "BANT_Budget__c": "bant_budget",
+        "BANT_Authority__c": "bant_authority",
+        "BANT_Need__c": "bant_need",
+        "BANT_Timeline__c": "bant_timeline",
+        "BANT_Competitor__c": "bant_competitor",
         "CreatedDate": "created_at",
         "SystemModstamp": "updated_at",
         "IsDeleted": "is_deleted",
@@ -507,7 +515,14 @@ _TRUE_STRINGS = ("true", "1", "1.0", "yes", "y", "t")
 _FALSE_STRINGS = ("false", "0", "0.0", "no", "n", "f", "")
 
 # Canonical columns by how their raw strings are parsed.
-_BOOL_COLUMNS = ("opted_out", "do_not_contact", "bounced", "sf_is_converted", "is_deleted")
+_BOOL_COLUMNS = (
+    "opted_out",
+    "do_not_contact",
+    "bounced",
+    "sf_is_converted",
+    "is_deleted",
+    *BANT_COLUMNS,
+)
 _TS_COLUMNS = ("created_at", "updated_at")
 
 # Which field of a lead record links it to another record (tier 0 identity evidence):

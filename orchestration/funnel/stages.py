@@ -4,8 +4,14 @@ Each run computes a *target* stage from the rules, strongest evidence first:
 
     Customer     a won opportunity
     Opportunity  an open opportunity
-    SQL          converted, a qualified Lead.Status, or a sales-generated lead source (SGL)
-    SAL          a working Lead.Status (sales accepted it)
+    SQL          converted, a qualified Lead.Status, a sales-generated lead source (SGL), or
+                 the BANT(C) checkboxes passing the rule in `sales_qualification.bant`
+    SAL          a working Lead.Status (sales accepted it), or, with
+                 `sales_acceptance.queue_routing`, MQL evidence (a hand-raise, the MQL score, or
+                 a previous stage of MQL or above) and a Salesforce user as the surviving owner,
+                 taken from a Lead (a salesperson took the lead from the queue; a lead still
+                 owned by a queue is not accepted, and a Contact's owner says nothing: Salesforce
+                 never lets a queue own a Contact, so its owner is not a decision)
     MQL          a hand-raise, or score >= mql_score_min
     MAL          fit >= mal_fit_min and not a competitor or student
     Lead         everyone else
@@ -37,6 +43,13 @@ CRMs keep no reliable history of when a status changed). Past the deadline the l
 `sla_breach`. Such a lead re-enters on sales evidence only above the stage it breached in (a lead
 that sat in SAL too long is not lifted back to SAL by the same unchanged "Working" status).
 
+The BANT(C) and ownership rules are sales evidence like a status, so they lift a Recycled or
+Disqualified lead back in (sales_reentry) and keep a lead from being recycled while they hold. Both
+stand down while Lead.Status is one of the recycle statuses: sales handing a lead back does not
+untick its checkboxes or change its owner, and the hand-back is the later decision. A lead whose
+owner goes back to a queue (or whose boxes are unticked) after sales had accepted it falls back to
+its marketing evidence and is recycled like one whose status went back to open (no_response).
+
 Only changes produce ledger rows; a first-seen lead gets one row from null.
 
 The thresholds and the competitor / student rules are those of the lead's region (its `country`,
@@ -55,7 +68,7 @@ from orchestration.funnel.definition import (
     STAGE_ORDER,
     LeadDefinition,
 )
-from orchestration.funnel.model import UTC_TS
+from orchestration.funnel.model import BANT_COLUMNS, BANT_CRITERIA, UTC_TS
 from orchestration.funnel.scoring import (
     as_utc,
     competitor_expr,
@@ -109,6 +122,9 @@ _LEAD_INPUT: dict[str, pl.DataType] = {
     "has_won_opportunity": pl.Boolean(),
     "email_domain": pl.String(),
     "title": pl.String(),
+    "owner_id": pl.String(),
+    "owner_source": pl.String(),
+    **{c: pl.Boolean() for c in BANT_COLUMNS},
 }
 
 _SCORE_INPUT: dict[str, pl.DataType] = {
@@ -203,6 +219,9 @@ def _assign(
             pl.col("has_won_opportunity").fill_null(False),
             "is_competitor",
             "is_student",
+            pl.col("owner_id").str.strip_chars(),
+            "owner_source",
+            *(pl.col(c).fill_null(False) for c in BANT_COLUMNS),
         )
         .join(
             ensure_columns(scores, _SCORE_INPUT).select(list(_SCORE_INPUT)),
@@ -230,6 +249,10 @@ def _assign(
     # 1. The forward target, strongest evidence first, with the rule that produced it.
     status, source = pl.col("status"), pl.col("source")
     excluded = pl.col("is_competitor") | pl.col("is_student")
+    # Sales handed the lead back: its checkboxes and owner no longer say "qualify / work it now".
+    handed_back = status.is_in(_lower(ss.recycle)).fill_null(False)
+    bant_passes, bant_reason = _bant(definition)
+    accepted, accepted_reason = _owner_accepted(definition)
     forward: list[tuple[pl.Expr, pl.Expr, pl.Expr, pl.Expr]] = [
         (
             pl.col("has_won_opportunity"),
@@ -261,12 +284,16 @@ def _assign(
             pl.lit("sgl"),
             pl.format("sales-generated: lead_source={}", pl.col("lead_source")),
         ),
+        # After sgl, so a sales-generated lead keeps its origin in the ledger (the funnel report
+        # tells SGLs from marketing leads by the rule that brought them in).
+        (bant_passes & ~handed_back, pl.lit("SQL"), pl.lit("bant_qualified"), bant_reason),
         (
             status.is_in(_lower(ss.sal)).fill_null(False),
             pl.lit("SAL"),
             pl.lit("sales_accepted"),
             pl.format("Lead.Status={}", pl.col("sf_status")),
         ),
+        (accepted & ~handed_back, pl.lit("SAL"), pl.lit("owner_accepted"), accepted_reason),
         (
             pl.col("hand_raise"),
             pl.lit("MQL"),
@@ -419,6 +446,51 @@ def _assign(
         stages.select([pl.col(c).cast(t) for c, t in STAGES_SCHEMA.items()]),
         ledger.select([pl.col(c).cast(t) for c, t in LEDGER_SCHEMA.items()]),
     )
+
+
+def _bant(definition: LeadDefinition) -> tuple[pl.Expr, pl.Expr]:
+    """(passes, reason) of `sales_qualification.bant` over the bant_* columns (nulls filled
+    False): every required criterion confirmed and at least min_confirmed of the five."""
+    rule = definition.sales_qualification.bant
+    if rule is None:
+        return pl.lit(False), pl.lit(None, dtype=pl.String)
+    confirmed = {c: pl.col(f"bant_{c}") for c in BANT_CRITERIA}
+    count = pl.sum_horizontal(*(e.cast(pl.Int64) for e in confirmed.values()))
+    passes = count >= rule.min_confirmed
+    for name in rule.required:
+        passes = passes & confirmed[name]
+    listed = pl.concat_str(
+        [pl.when(e).then(pl.lit(c.capitalize())) for c, e in confirmed.items()],
+        separator=", ",
+        ignore_nulls=True,
+    )
+    return passes, pl.format("BANT(C) confirmed: {}", listed)
+
+
+def _owner_accepted(definition: LeadDefinition) -> tuple[pl.Expr, pl.Expr]:
+    """(accepted, reason) of `sales_acceptance`: with queue routing, a lead with MQL evidence (a
+    hand-raise, the MQL score, or a previous stage of MQL or above, so an accepted lead stays
+    accepted while its score decays) whose surviving owner is a Salesforce user and came from a
+    Salesforce Lead (`owner_source`): queues route Leads only, and a Contact always has a user
+    as its owner, so a Contact's owner would make every MQL contact "accepted" by default.
+
+    The owner must look like a Salesforce id (15 or 18 characters) with the user prefix."""
+    acceptance = definition.sales_acceptance
+    if not acceptance.queue_routing:
+        return pl.lit(False), pl.lit(None, dtype=pl.String)
+    owner = pl.col("owner_id")
+    is_user = (
+        owner.str.starts_with(acceptance.user_id_prefix)
+        & owner.str.len_chars().is_in([15, 18])
+        & (pl.col("owner_source") == "salesforce:Lead")
+    ).fill_null(False)
+    was_mql = (_rank(pl.col("prev_stage")) >= _RANK["MQL"]).fill_null(False)
+    evidence = (
+        pl.col("hand_raise")
+        | (pl.col("score") >= definition.scoring.thresholds.mql_score_min)
+        | was_mql
+    )
+    return is_user & evidence, pl.format("Salesforce owner {} accepted the lead", owner)
 
 
 def sla_columns(definition: LeadDefinition, now: datetime) -> list[pl.Expr]:

@@ -9,11 +9,19 @@ cluster:
 * `owner_id`, `sf_status`: Salesforce is the system of record for sales: a Salesforce Contact over
   a Salesforce Lead over HubSpot, then the order above. HubSpot's owner is only a fallback when no
   Salesforce record has one (the id spaces differ; consumers writing to Salesforce should read the
-  owner from a Salesforce target).
+  owner from a Salesforce target). `owner_source` names the kind of record the owner came from
+  ("salesforce:Lead", "salesforce:Contact", "hubspot:contacts"): only a Lead's owner can be a
+  queue, so only a Lead's owner says whether sales accepted it (stages, owner acceptance).
 * `hs_lifecyclestage`: HubSpot records first, then the order above.
 * consent (`opted_out`, `do_not_contact`, `bounced`): the most restrictive wins: True if any
   member, deleted or not, says True; a merge never re-opens a channel.
 * `sf_is_converted`: True if any member Lead is converted.
+* BANT(C) (`bant_budget`, `bant_authority`, `bant_need`, `bant_timeline`, `bant_competitor`):
+  a criterion is confirmed if any live Salesforce record of the person has it ticked. Sales ticks
+  a box once it learnt the answer and the answer does not belong to one record: a person whose
+  older Lead says Need and whose newer one says Timeline has both confirmed. Deleted records (merge
+  losers) do not count, because the merge winner carries what sales kept; HubSpot has no such
+  fields. False when no record says so (an org without the fields reads as nothing confirmed).
 * `email`: a non-role address of the most recent live record (role mailboxes only when nothing
   else exists); `secondary_emails` are all other distinct addresses of all members;
   `email_domain` / `email_is_free` describe the chosen address.
@@ -33,13 +41,13 @@ cluster:
 * `has_open_opportunity` / `has_won_opportunity` from the outcomes of any member.
 
 `provenance` records where each surviving value came from: for every field in PROVENANCE_FIELDS
-the record_id that supplied it (null when the value is null); for the consent flags and
-`sf_is_converted` the sorted record_ids of every member that set them.
+the record_id that supplied it (null when the value is null); for the consent flags,
+`sf_is_converted` and the BANT(C) flags the sorted record_ids of every member that set them.
 """
 
 import polars as pl
 
-from orchestration.funnel.model import UTC_TS
+from orchestration.funnel.model import BANT_COLUMNS, UTC_TS
 from orchestration.funnel.normalize import (
     company_key_expr,
     email_domain_expr,
@@ -73,6 +81,7 @@ PROVENANCE_LIST_FIELDS: tuple[str, ...] = (
     "do_not_contact",
     "bounced",
     "sf_is_converted",
+    *BANT_COLUMNS,
 )
 PROVENANCE_DTYPE = pl.Struct(
     {
@@ -99,12 +108,14 @@ GOLDEN_SCHEMA: dict[str, pl.DataType] = {
     "locale": pl.String(),
     "lead_source": pl.String(),
     "owner_id": pl.String(),
+    "owner_source": pl.String(),  # "<system>:<object>" of the record owner_id came from
     "opted_out": pl.Boolean(),
     "do_not_contact": pl.Boolean(),
     "bounced": pl.Boolean(),
     "sf_status": pl.String(),
     "sf_is_converted": pl.Boolean(),
     "hs_lifecyclestage": pl.String(),
+    **{c: pl.Boolean() for c in BANT_COLUMNS},
     "created_at": UTC_TS,
     "updated_at": UTC_TS,
     "record_ids": pl.List(pl.String()),
@@ -177,10 +188,19 @@ def golden_records(
     )
     # Frames persisted before these columns existed read as if they were all null.
     members = members.with_columns(
-        pl.lit(None, dtype=pl.String).alias(c)
-        for c in ("phone_type", "name_reading", "source_account_id")
-        if c not in members.columns
+        *(
+            pl.lit(None, dtype=pl.String).alias(c)
+            for c in ("phone_type", "name_reading", "source_account_id")
+            if c not in members.columns
+        ),
+        *(
+            pl.lit(None, dtype=pl.Boolean).alias(c)
+            for c in BANT_COLUMNS
+            if c not in members.columns
+        ),
     )
+    # What a live Salesforce record confirms (see the BANT(C) rule in the module docstring).
+    live_salesforce = ~pl.col("_deleted") & (pl.col("source_system") == "salesforce")
     if members.height == 0:
         return pl.DataFrame(schema=GOLDEN_SCHEMA)
 
@@ -189,12 +209,21 @@ def golden_records(
         pl.len().alias("record_count"),
         *(pl.col(c).fill_null(False).any().alias(c) for c in _CONSENT_FIELDS),
         pl.col("sf_is_converted").fill_null(False).any().alias("sf_is_converted"),
+        *((pl.col(c).fill_null(False) & live_salesforce).any().alias(c) for c in BANT_COLUMNS),
         pl.col("created_at").min().alias("created_at"),
         pl.col("updated_at").max().alias("updated_at"),
         pl.col("_deleted").all().alias("is_deleted"),
         *(
             pl.col("record_id").filter(pl.col(c).fill_null(False)).sort().alias(f"_src_{c}")
             for c in PROVENANCE_LIST_FIELDS
+            if c not in BANT_COLUMNS
+        ),
+        *(
+            pl.col("record_id")
+            .filter(pl.col(c).fill_null(False) & live_salesforce)
+            .sort()
+            .alias(f"_src_{c}")
+            for c in BANT_COLUMNS
         ),
         # Ties (two records created in the same instant) go to the smallest record_id.
         pl.col("record_id")
@@ -286,6 +315,7 @@ def golden_records(
             email_domain_expr("email").alias("email_domain"),
             email_is_free_expr("email").alias("email_is_free"),
             company_key_expr("company").alias("company_key"),
+            pl.col("_src_owner_id").str.extract(r"^([^:]+:[^:]+):", 1).alias("owner_source"),
             pl.struct(
                 *(pl.col(f"_src_{f}").alias(f) for f in PROVENANCE_FIELDS),
                 *(pl.col(f"_src_{f}").alias(f) for f in PROVENANCE_LIST_FIELDS),

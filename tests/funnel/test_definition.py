@@ -15,6 +15,7 @@ from orchestration.funnel.definition import (
     STAGE_ORDER,
     DefinitionError,
     LeadDefinition,
+    is_overridable,
     load_definition,
     parse_definition,
 )
@@ -65,7 +66,8 @@ def test_field_mappings_are_the_agreed_ones(definition: LeadDefinition) -> None:
     assert fm["hubspot:contacts"]["lastname_kana"] == "last_name_reading"
     assert fm["salesforce:Contact"]["FirstNameKana__c"] == "first_name_reading"
     assert len(fm["hubspot:contacts"]) == 20
-    assert len(fm["salesforce:Lead"]) == 21
+    assert len(fm["salesforce:Lead"]) == 26  # + the five BANT(C) checkboxes
+    assert fm["salesforce:Lead"]["BANT_Need__c"] == "bant_need"
     assert len(fm["salesforce:Contact"]) == 16
 
 
@@ -244,3 +246,55 @@ def test_loader_fields_cannot_be_set_by_the_file(tmp_path: Path) -> None:
     with pytest.raises(DefinitionError) as err:
         load_definition(_write_modified(tmp_path, edit))
     assert {p.key for p in err.value.problems} == {"regions", "version"}
+
+
+def test_sales_qualification_and_acceptance_as_shipped(definition: LeadDefinition) -> None:
+    bant = definition.sales_qualification.bant
+    assert bant is not None
+    assert (bant.required, bant.min_confirmed) == (["need", "timeline"], 2)
+    acceptance = definition.sales_acceptance
+    assert acceptance.queue_routing
+    assert (acceptance.queue_id_prefix, acceptance.user_id_prefix) == ("00G", "005")
+
+
+@pytest.mark.parametrize(
+    ("bant", "key", "message"),
+    [
+        ({"required": ["need", "timing"], "min_confirmed": 2}, "required", "unknown BANT"),
+        ({"required": ["need", "need"], "min_confirmed": 2}, "required", "more than once"),
+        ({"required": ["need", "timeline"], "min_confirmed": 1}, "bant", "below the number"),
+        ({"required": [], "min_confirmed": 0}, "min_confirmed", "greater than or equal"),
+        ({"required": [], "min_confirmed": 6}, "min_confirmed", "less than or equal"),
+        ({"required": ["need"], "min_confirmed": 2, "max": 3}, "max", "Extra inputs"),
+    ],
+)
+def test_a_bad_bant_rule_is_rejected_by_key(
+    tmp_path: Path, bant: dict[str, Any], key: str, message: str
+) -> None:
+    def edit(d: dict[str, Any]) -> None:
+        d["sales_qualification"]["bant"] = bant
+
+    with pytest.raises(DefinitionError) as err:
+        load_definition(_write_modified(tmp_path, edit))
+    problems = err.value.problems
+    assert any(
+        p.key.startswith("sales_qualification.bant") and p.key.endswith(key) for p in problems
+    ), problems
+    assert any(message in p.message for p in problems), problems
+    assert all(p.line is not None for p in problems)
+
+
+def test_sales_sections_are_optional_and_global_only(tmp_path: Path) -> None:
+    def drop(d: dict[str, Any]) -> None:
+        del d["sales_qualification"], d["sales_acceptance"]
+
+    old = load_definition(_write_modified(tmp_path, drop))
+    assert old.sales_qualification.bant is None and not old.sales_acceptance.queue_routing
+
+    def same_prefix(d: dict[str, Any]) -> None:
+        d["sales_acceptance"]["queue_id_prefix"] = "005"
+
+    with pytest.raises(DefinitionError, match="must differ"):
+        load_definition(_write_modified(tmp_path, same_prefix))
+    assert not is_overridable(("sales_qualification", "bant"))
+    assert not is_overridable(("sales_acceptance", "queue_routing"))

@@ -1138,3 +1138,26 @@ def test_archived_hubspot_engagement_is_no_activity() -> None:
     )
     ids = set(normalize_activities(raw)["activity_id"].to_list())
     assert "hubspot:calls:c1:1001" in ids and "hubspot:calls:c2:1001" not in ids
+
+
+def test_bant_checkboxes_parse_as_booleans_and_are_null_where_the_org_has_none() -> None:
+    raw = {
+        "salesforce:Lead": _frame(
+            [
+                {
+                    "Id": "00Q1",
+                    "LastName": "Sato",
+                    "BANT_Need__c": "true",
+                    "BANT_Timeline__c": "True",
+                    "BANT_Budget__c": "false",
+                },
+            ]
+        ),
+        # A Contact (and a Lead from an org without the fields) has no BANT(C) columns.
+        "salesforce:Contact": _frame([{"Id": "0031", "LastName": "Lee"}]),
+    }
+    rows = {r["record_id"]: r for r in normalize_leads(raw, DEFAULT_LEAD_MAPPINGS).to_dicts()}
+    lead, contact = rows["salesforce:Lead:00Q1"], rows["salesforce:Contact:0031"]
+    assert (lead["bant_need"], lead["bant_timeline"], lead["bant_budget"]) == (True, True, False)
+    assert lead["bant_authority"] is None and lead["bant_competitor"] is None
+    assert all(contact[f"bant_{c}"] is None for c in ("budget", "authority", "need", "timeline"))

@@ -9,8 +9,14 @@ from typing import Any
 import polars as pl
 import pytest
 
-from orchestration.funnel.definition import LeadDefinition, load_definition
-from orchestration.funnel.model import ACTIVITY_SCHEMA
+from orchestration.funnel.definition import (
+    BantRule,
+    LeadDefinition,
+    SalesAcceptance,
+    SalesQualification,
+    load_definition,
+)
+from orchestration.funnel.model import ACTIVITY_SCHEMA, BANT_COLUMNS
 from orchestration.funnel.scoring import score
 from orchestration.funnel.stages import (
     LEDGER_SCHEMA,
@@ -479,3 +485,210 @@ def test_a_hand_raise_makes_an_mql_at_once_and_trade_show_scans_do_not(
     assert got == {"asked": "MQL", "scanned": "Lead", "quoted": "MQL"}
     rules = dict(zip(ledger["unified_id"], ledger["rule"], strict=True))
     assert rules["asked"] == "hand_raise"
+
+
+# ------------------------------------------------------------------------------------------------
+# Sales evidence: BANT(C) checkboxes and owner acceptance (Salesforce lead queues)
+# ------------------------------------------------------------------------------------------------
+USER = "0058d000000GMZEAA4"  # a Salesforce user (005...)
+QUEUE = "00G8d000000GMZHEA4"  # a lead queue (00G...)
+_SALES = (
+    _UNIFIED
+    | {"owner_id": pl.String, "owner_source": pl.String}
+    | {c: pl.Boolean for c in BANT_COLUMNS}
+)
+
+
+def sales(*rows: dict[str, Any]) -> pl.DataFrame:
+    """Unified rows with an owner (a Lead's, unless owner_source says otherwise) and BANT(C)
+    flags; `bant` lists the confirmed criteria."""
+    out = []
+    for row in rows:
+        row = dict(row)
+        ticked = set(row.pop("bant", ()))
+        base = {k: None for k in _SALES} | {
+            "email_domain": "example.com",
+            "owner_source": "salesforce:Lead" if row.get("owner_id") else None,
+        }
+        out.append(base | {f"bant_{c}": True for c in ticked} | row)
+    return pl.DataFrame(out, schema=_SALES)
+
+
+def _rules(ledger: pl.DataFrame) -> dict[str, tuple[str, str]]:
+    return {r["unified_id"]: (r["rule"], r["reason"]) for r in ledger.iter_rows(named=True)}
+
+
+def test_bant_need_and_timeline_pass_even_with_budget_and_authority_unknown(
+    definition: LeadDefinition,
+) -> None:
+    leads = sales(
+        {"unified_id": "nt", "bant": ["need", "timeline"]},
+        {
+            "unified_id": "working_nt",
+            "sf_status": "Working - Contacted",
+            "bant": ["timeline", "need"],
+        },
+        {"unified_id": "all", "bant": ["budget", "authority", "need", "timeline", "competitor"]},
+    )
+    got, _, ledger = run(definition, leads, scores(), previous(("working_nt", "SAL")))
+    assert got == {"nt": "SQL", "working_nt": "SQL", "all": "SQL"}
+    rules = _rules(ledger)
+    assert rules["nt"] == ("bant_qualified", "BANT(C) confirmed: Need, Timeline")
+    assert rules["working_nt"] == ("bant_qualified", "BANT(C) confirmed: Need, Timeline")
+    assert rules["all"][1] == "BANT(C) confirmed: Budget, Authority, Need, Timeline, Competitor"
+    assert ledger.filter(pl.col("unified_id") == "working_nt")["from_stage"].to_list() == ["SAL"]
+
+
+def test_bant_fails_without_a_required_criterion(definition: LeadDefinition) -> None:
+    leads = sales(
+        {"unified_id": "bAn", "bant": ["budget", "authority", "need"]},  # no Timeline
+        {"unified_id": "t", "sf_status": "Working - Contacted", "bant": ["timeline"]},
+        {"unified_id": "none", "sf_status": "Working - Contacted"},
+    )
+    got, _, ledger = run(definition, leads, scores())
+    assert got == {"bAn": "Lead", "t": "SAL", "none": "SAL"}
+    assert "bant_qualified" not in set(ledger["rule"])
+
+
+def test_bant_rule_counts_confirmed_criteria(definition: LeadDefinition) -> None:
+    # Any three of the five, none required by name.
+    three = definition.model_copy(
+        update={"sales_qualification": SalesQualification(bant=BantRule(min_confirmed=3))}
+    )
+    leads = sales(
+        {"unified_id": "ban", "bant": ["budget", "authority", "need"]},
+        {"unified_id": "nt", "bant": ["need", "timeline"]},
+    )
+    got, _, _ = run(three, leads, scores())
+    assert got == {"ban": "SQL", "nt": "Lead"}
+    # No rule: the checkboxes say nothing.
+    off = definition.model_copy(update={"sales_qualification": SalesQualification()})
+    got, _, _ = run(off, leads, scores())
+    assert got == {"ban": "Lead", "nt": "Lead"}
+
+
+def test_bant_is_sales_evidence_for_reentry_but_not_against_a_hand_back(
+    definition: LeadDefinition,
+) -> None:
+    leads = sales(
+        # Sales put a qualified lead back to nurturing: the ticked boxes do not keep it at SQL.
+        {"unified_id": "handed_back", "sf_status": "Nurturing", "bant": ["need", "timeline"]},
+        # A SAL recycled for an SLA breach comes back once sales qualifies it by BANT(C).
+        {
+            "unified_id": "breached",
+            "sf_status": "Working - Contacted",
+            "bant": ["need", "timeline"],
+        },
+    )
+    prev = pl.DataFrame(
+        [
+            {"unified_id": "handed_back", "stage": "SQL", "stage_entered_at": EARLIER},
+            {
+                "unified_id": "breached",
+                "stage": "Recycled",
+                "stage_entered_at": EARLIER,
+                "entered_from": "SAL",
+                "entered_reason": "sla_breach",
+            },
+        ],
+        schema=STAGES_SCHEMA,
+    )
+    got, _, ledger = run(definition, leads, scores(), prev)
+    assert got == {"handed_back": "Recycled", "breached": "SQL"}
+    rules = _rules(ledger)
+    assert rules["handed_back"] == ("recycle", "not_now")
+    assert rules["breached"] == ("sales_reentry", "BANT(C) confirmed: Need, Timeline")
+    assert illegal_transitions(ledger, definition).is_empty()
+
+
+def test_an_mql_taken_from_the_queue_is_accepted(definition: LeadDefinition) -> None:
+    assert definition.sales_acceptance.queue_routing
+    leads = sales(
+        {"unified_id": "taken", "owner_id": USER, "sf_status": "Open - Not Contacted"},
+        {"unified_id": "queued", "owner_id": QUEUE, "sf_status": "Open - Not Contacted"},
+        {"unified_id": "raised", "owner_id": USER},
+        {"unified_id": "not_mql", "owner_id": USER},
+        {"unified_id": "hubspot_owner", "owner_id": "70001", "owner_source": "hubspot:contacts"},
+        # Salesforce never lets a queue own a Contact: its owner is no acceptance.
+        {"unified_id": "contact", "owner_id": USER, "owner_source": "salesforce:Contact"},
+    )
+    sc = scores(
+        {"unified_id": "taken", "fit_score": 30, "score": 85},
+        {"unified_id": "queued", "fit_score": 30, "score": 85},
+        {"unified_id": "raised", "hand_raise": True, "last_hand_raise_at": RECENT},
+        {"unified_id": "not_mql", "fit_score": 30, "score": 40},
+        {"unified_id": "hubspot_owner", "fit_score": 30, "score": 85},
+        {"unified_id": "contact", "fit_score": 30, "score": 85},
+    )
+    got, _, ledger = run(definition, leads, sc)
+    assert got == {
+        "taken": "SAL",
+        "queued": "MQL",
+        "raised": "SAL",
+        "not_mql": "MAL",
+        "hubspot_owner": "MQL",
+        "contact": "MQL",
+    }
+    rules = _rules(ledger)
+    assert rules["taken"] == ("owner_accepted", f"Salesforce owner {USER} accepted the lead")
+    assert rules["raised"][0] == "owner_accepted"
+    assert rules["queued"][0] == "score_threshold"
+
+
+def test_an_accepted_lead_stays_accepted_until_it_goes_back_to_a_queue(
+    definition: LeadDefinition,
+) -> None:
+    # Accepted earlier; the score has decayed since. Owning it is still the acceptance.
+    sc = scores({"unified_id": "u", "fit_score": 30, "score": 20})
+    kept = sales({"unified_id": "u", "owner_id": USER, "sf_status": "Open - Not Contacted"})
+    got, _, ledger = run(definition, kept, sc, previous(("u", "SAL"), entered=RECENT))
+    assert got == {"u": "SAL"} and ledger.is_empty()
+    # An MQL whose score decayed while it waited is accepted all the same when a rep takes it.
+    got, _, ledger = run(definition, kept, sc, previous(("u", "MQL"), entered=RECENT))
+    assert got == {"u": "SAL"} and _rules(ledger)["u"][0] == "owner_accepted"
+    # The rep puts it back in the queue: handed back like a status back to open.
+    back = sales({"unified_id": "u", "owner_id": QUEUE, "sf_status": "Open - Not Contacted"})
+    got, _, ledger = run(definition, back, sc, previous(("u", "SAL"), entered=RECENT))
+    assert got == {"u": "Recycled"} and _rules(ledger)["u"] == ("recycle", "no_response")
+
+
+def test_an_mql_breached_in_the_queue_is_lifted_when_a_rep_takes_it(
+    definition: LeadDefinition,
+) -> None:
+    sc = scores({"unified_id": "u", "fit_score": 30, "score": 85})
+    late = NOW - timedelta(hours=definition.sla.mql_to_sal_hours + 1)
+    queued = sales({"unified_id": "u", "owner_id": QUEUE, "sf_status": "Open - Not Contacted"})
+    stages, ledger = _staged(definition, queued, sc, previous(("u", "MQL"), entered=late))
+    assert ledger.select("to_stage", "reason").row(0) == ("Recycled", "sla_breach")
+    taken = sales({"unified_id": "u", "owner_id": USER, "sf_status": "Open - Not Contacted"})
+    again, ledger2 = _staged(definition, taken, sc, stages, now=NOW + timedelta(hours=1))
+    assert ledger2.select("from_stage", "to_stage", "rule").row(0) == (
+        "Recycled",
+        "SAL",
+        "sales_reentry",
+    )
+    assert again["sla_clock"][0] == "sal_to_sql"
+    # A lead sales handed back to nurturing is not "accepted" by the owner it still has.
+    nurturing = sales({"unified_id": "u", "owner_id": USER, "sf_status": "Nurturing"})
+    got, _, ledger3 = run(definition, nurturing, sc, previous(("u", "SAL"), entered=RECENT))
+    assert got == {"u": "Recycled"} and _rules(ledger3)["u"] == ("recycle", "not_now")
+
+
+def test_queue_routing_off_ignores_owners(definition: LeadDefinition) -> None:
+    off = definition.model_copy(update={"sales_acceptance": SalesAcceptance(queue_routing=False)})
+    leads = sales({"unified_id": "taken", "owner_id": USER}, {"unified_id": "q", "owner_id": QUEUE})
+    sc = scores(
+        {"unified_id": "taken", "fit_score": 30, "score": 85},
+        {"unified_id": "q", "fit_score": 30, "score": 85},
+    )
+    got, _, ledger = run(off, leads, sc)
+    assert got == {"taken": "MQL", "q": "MQL"}
+    assert set(ledger["rule"]) == {"score_threshold"}
+
+
+def test_an_sgl_with_bant_confirmed_keeps_its_origin(definition: LeadDefinition) -> None:
+    leads = sales(
+        {"unified_id": "u", "lead_source": "Partner Referral", "bant": ["need", "timeline"]}
+    )
+    got, _, ledger = run(definition, leads, scores())
+    assert got == {"u": "SQL"} and _rules(ledger)["u"][0] == "sgl"

@@ -307,6 +307,7 @@ def test_provenance_names_the_record_behind_each_value() -> None:
     assert prov["company"] == hs and prov["title"] == hs and prov["locale"] == hs
     assert prov["phone"] == lead
     assert prov["owner_id"] == contact and prov["sf_status"] == lead
+    assert taro["owner_source"] == "salesforce:Contact"
     assert prov["hs_lifecyclestage"] == hs
     assert prov["created_at"] == lead and prov["updated_at"] == hs
     assert prov["industry"] is None and prov["country"] is None  # no value, no source
@@ -507,3 +508,33 @@ def test_frames_without_the_new_columns_still_unify() -> None:
     golden = golden_records(leads, resolve(leads))
     taro = _golden_by_record(golden, "hubspot:contacts:1001")
     assert taro["phone"] == "+81312345678" and taro["company"] == "株式会社エグザンプル"
+
+
+def test_a_bant_criterion_is_confirmed_by_any_live_salesforce_record() -> None:
+    older, newer = "salesforce:Lead:00Q1", "salesforce:Lead:00Q2"
+    merged_away, hubspot = "salesforce:Lead:00Q3", "hubspot:contacts:1001"
+    leads = _leads(
+        [
+            {"record_id": older, "bant_need": True, "bant_timeline": False, "updated_at": _ts(1)},
+            {"record_id": newer, "bant_timeline": True, "bant_need": False, "updated_at": _ts(5)},
+            # A merge loser's boxes: the winner carries what sales kept.
+            {"record_id": merged_away, "bant_budget": True, "is_deleted": True},
+            # No such fields in HubSpot; a value there (a custom property) does not count.
+            {"record_id": hubspot, "bant_authority": True},
+        ]
+    )
+    identity = leads.select("record_id", pl.lit("U1").alias("unified_id"))
+    row = golden_records(leads, identity).row(0, named=True)
+    confirmed = {c: row[f"bant_{c}"] for c in ("budget", "authority", "need", "timeline")}
+    assert confirmed == {"budget": False, "authority": False, "need": True, "timeline": True}
+    assert row["bant_competitor"] is False  # nobody says so: not confirmed (never null)
+    prov = _provenance(row)
+    assert prov["bant_need"] == [older] and prov["bant_timeline"] == [newer]
+    assert prov["bant_budget"] == [] and prov["bant_authority"] == []
+
+
+def test_bant_columns_missing_from_older_frames_read_as_unconfirmed() -> None:
+    leads = _leads([{"record_id": "salesforce:Lead:00Q1"}]).drop("bant_need", "bant_budget")
+    identity = leads.select("record_id", pl.lit("U1").alias("unified_id"))
+    row = golden_records(leads, identity).row(0, named=True)
+    assert row["bant_need"] is False and row["bant_budget"] is False

@@ -11,14 +11,16 @@ from typing import Any
 
 import pytest
 
-from connectors.sandbox import generator_data
+from connectors.sandbox import generator, generator_data
 from connectors.sandbox.generator import (
     DEFAULT_NOW,
     HUBSPOT_EVENT_OBJECTS,
     HUBSPOT_OBJECTS,
     SALES_LEAD_SOURCES,
     SALESFORCE_OBJECTS,
+    SF_BANT_FIELDS,
     SF_PREFIX,
+    SF_QUEUES,
     OutcomeRow,
     SandboxChunk,
     SandboxDataset,
@@ -318,9 +320,11 @@ def test_every_reference_points_at_an_existing_record(ds: SandboxDataset) -> Non
                 assert lead["ConvertedOpportunityId"] in sf["Opportunity"]
         else:
             assert lead["ConvertedContactId"] is None
+    queues = set(SF_QUEUES.values())
     for obj in ("Lead", "Contact"):
         for rec in sf[obj].values():
-            assert rec["OwnerId"] in users
+            # Only a Lead may wait in a queue; Salesforce never lets a queue own a Contact.
+            assert rec["OwnerId"] in (users | queues if obj == "Lead" else users)
             if rec["IsDeleted"]:
                 assert rec["MasterRecordId"] in sf[obj]
                 assert not sf[obj][rec["MasterRecordId"]]["IsDeleted"]
@@ -612,9 +616,11 @@ def test_streaming_concatenates_to_generate(collected: SandboxDataset, chunk_peo
             for rec in chunk.hubspot[t]:
                 assert all(i in seen_hs for ids in rec["associations"].values() for i in ids)
         assert all(ev["objectId"] in seen_hs for ev in chunk.hubspot["web_events"])
+        # ...except a queue owner: queues are configuration (Group), not loaded records.
+        known = seen_sf | set(SF_QUEUES.values())
         for recs in chunk.salesforce.values():
             for rec in recs:
-                assert all(rec.get(f) is None or rec[f] in seen_sf for f in _SF_REFERENCES)
+                assert all(rec.get(f) is None or rec[f] in known for f in _SF_REFERENCES)
         for name, records in chunk.hubspot.items():
             hubspot[name].extend(records)
         for name, records in chunk.salesforce.items():
@@ -960,3 +966,71 @@ def test_colleagues_share_the_switchboard(ds: SandboxDataset, person_of: dict[st
         by_number[(digits[-8:], email.split("@")[1].lower())].add(person_of[key])
     shared = [people for people in by_number.values() if len(people) > 1]
     assert len(shared) > 20
+
+
+# ------------------------------------------------------------------------------------------------
+# BANT(C) checkboxes and lead queues
+# ------------------------------------------------------------------------------------------------
+def test_bant_checkboxes_follow_how_far_sales_got(ds: SandboxDataset) -> None:
+    leads = [r for r in ds.salesforce["Lead"] if not r["IsDeleted"]]
+    assert all(type(r[f]) is bool for r in ds.salesforce["Lead"] for f in SF_BANT_FIELDS)
+    assert not any(f in r for r in ds.salesforce["Contact"] for f in SF_BANT_FIELDS)
+    need_and_timeline = [r["BANT_Need__c"] and r["BANT_Timeline__c"] for r in leads]
+    # Nobody has talked to an open lead: nothing is confirmed.
+    assert not any(r[f] for r in leads if r["Status"].startswith("Open") for f in SF_BANT_FIELDS)
+    # People who reached a deal mostly pass the shipped rule (Need and Timeline confirmed).
+    converted = [p for r, p in zip(leads, need_and_timeline, strict=True) if r["IsConverted"]]
+    assert converted and sum(converted) / len(converted) > 0.6
+    working = [
+        p
+        for r, p in zip(leads, need_and_timeline, strict=True)
+        if r["Status"] == "Working - Contacted"
+    ]
+    assert 0 < sum(working) < len(working)
+
+
+def test_unworked_leads_wait_in_a_queue_and_some_mqls_are_accepted(ds: SandboxDataset) -> None:
+    queues = set(SF_QUEUES.values())
+    assert all(q.startswith("00G") and len(q) == 18 for q in queues)
+    users = {u["Id"] for u in ds.salesforce["User"]}
+    queued = [r for r in ds.salesforce["Lead"] if r["OwnerId"] in queues]
+    assert queued and all(r["Status"].startswith("Open") for r in queued)
+    assert not any(r["IsConverted"] for r in queued)
+    # Open leads a rep has accepted but not yet called: owned by the rep.
+    accepted = [
+        r
+        for r in ds.salesforce["Lead"]
+        if r["Status"].startswith("Open") and r["OwnerId"] in users and not r["IsDeleted"]
+    ]
+    assert accepted
+    assert {r["OwnerId"] for r in queued} <= queues
+
+
+def test_bant_and_queues_do_not_move_the_main_random_stream(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Drawn from (seed, person) hashes, not from the main stream: with both steps switched off
+    # every record, truth row and outcome is the same apart from the boxes and queue owners.
+    full = generate(300, 7)
+    monkeypatch.setattr(generator._Builder, "_qualify", lambda self, p, lead: None)
+    monkeypatch.setattr(generator._Builder, "_route_to_queue", lambda self, p, lead: None)
+    bare = generate(300, 7)
+    assert (full.hubspot, full.truth, full.outcomes) == (bare.hubspot, bare.truth, bare.outcomes)
+    queues, changed = set(SF_QUEUES.values()), 0
+    for obj, records in full.salesforce.items():
+        assert len(records) == len(bare.salesforce[obj])
+        for rec, before in zip(records, bare.salesforce[obj], strict=True):
+            if obj == "Lead":
+                assert rec["OwnerId"] == before["OwnerId"] or rec["OwnerId"] in queues
+                changed += rec != before
+                rec = rec | {f: before[f] for f in ("OwnerId", *SF_BANT_FIELDS)}
+            assert rec == before
+    assert changed
+    # Same seed, same values; another seed, others.
+    monkeypatch.undo()
+    again, other = generate(300, 7), generate(300, 8)
+
+    def flags(d: SandboxDataset) -> list[tuple[object, ...]]:
+        return [(r["OwnerId"], *(r[f] for f in SF_BANT_FIELDS)) for r in d.salesforce["Lead"]]
+
+    assert flags(full) == flags(again) and flags(full) != flags(other)

@@ -641,6 +641,53 @@ def test_describe_comes_from_the_field_table(
     assert sf.limits()["DailyApiRequests"]["Max"] == 100_000
 
 
+BANT_FIELDS = (
+    "BANT_Budget__c",
+    "BANT_Authority__c",
+    "BANT_Need__c",
+    "BANT_Timeline__c",
+    "BANT_Competitor__c",
+)
+
+
+def test_lead_has_the_bant_checkboxes_and_may_wait_in_a_queue(
+    write_org: tuple[SalesforceSandbox, Salesforce],
+) -> None:
+    _, sf = write_org
+    fields = {f["name"]: f for f in sobj(sf, "Lead").describe()["fields"]}
+    for name in BANT_FIELDS:
+        f = fields[name]
+        assert (f["type"], f["custom"], f["nillable"]) == ("boolean", True, False), name
+        assert f["defaultValue"] is False and f["updateable"] is True
+    assert "BANT_Need__c" not in {f["name"] for f in sobj(sf, "Contact").describe()["fields"]}
+    assert {"Group", "User"} <= set(fields["OwnerId"]["referenceTo"])
+
+    queue = make_id("00G", 1, pod="8x")
+    created = sobj(sf, "Lead").create(
+        {"LastName": "Queued", "Company": "Acme", "OwnerId": queue, "BANT_Need__c": True}
+    )
+    lead_id = created["id"]
+    rows = sf.query(
+        "SELECT OwnerId, BANT_Need__c, BANT_Timeline__c FROM Lead WHERE Id = '" + lead_id + "'"
+    )["records"]
+    assert (rows[0]["OwnerId"], rows[0]["BANT_Need__c"], rows[0]["BANT_Timeline__c"]) == (
+        queue,
+        True,
+        False,  # a checkbox not sent is unticked, never null
+    )
+    # The queue's Accept button: a user takes ownership.
+    sobj(sf, "Lead").update(lead_id, {"OwnerId": OWNER_ID, "BANT_Timeline__c": True})
+    rows = sf.query("SELECT OwnerId, BANT_Timeline__c FROM Lead WHERE Id = '" + lead_id + "'")
+    assert (rows["records"][0]["OwnerId"], rows["records"][0]["BANT_Timeline__c"]) == (
+        OWNER_ID,
+        True,
+    )
+    # A queue cannot own a Contact.
+    with pytest.raises(SalesforceMalformedRequest) as exc:
+        sobj(sf, "Contact").create({"LastName": "Nobody", "OwnerId": queue})
+    assert error_code(exc) == "MALFORMED_ID"
+
+
 def test_daily_limit_refuses_requests(tls: tuple[Any, Path]) -> None:
     sandbox = new_org(daily_api_limit=3)
     with serving(sandbox, tls) as port:
