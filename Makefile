@@ -34,10 +34,13 @@ lint: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/leadsync templates lint
 	$(BIN)/dagster definitions validate -w workspace.yaml 2>&1 | grep -v SupersessionWarning | tail -1
 
-# The template preview test runs in a real Chromium (OS package); in CI it must run, not skip.
+# The template preview test runs in a real Chromium (OS package), and the end-to-end tests run on
+# a real PostgreSQL server (OS package, started in .leadsync/pg/ and left running for the next
+# run; scripts/stop_postgres.sh stops it) as well as on SQLite; in CI neither may skip.
 unit: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	scripts/install_browser.sh
-	LEADSYNC_REQUIRE_BROWSER=1 $(BIN)/pytest -q
+	pg_env="$$(scripts/start_postgres.sh)" && eval "$$pg_env" && \
+	LEADSYNC_REQUIRE_BROWSER=1 LEADSYNC_REQUIRE_PG=1 $(BIN)/pytest -q
 
 # The Dagster UI against freshly started sandboxes (Ctrl-C stops both).
 dev: $(STAMP) $(DAGSTER_HOME)/dagster.yaml

@@ -5,8 +5,13 @@ frames are stored whole per table (`replace_frame`) and raw CRM records are upse
 re-pulled record overwrites its previous version.
 """
 
+import fcntl
+import hashlib
 import json
-from collections.abc import Mapping, Sequence
+import os
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,6 +24,26 @@ from orchestration.store import tables
 
 DEFAULT_DB_URL = "sqlite:///.leadsync/state.db"
 _CHUNK = 1000
+
+
+def _lock_key(name: str) -> int:
+    """A stable signed 64-bit key for PostgreSQL's advisory locks (they are per database)."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+
+
+_MIGRATION_LOCK = _lock_key("leadsync:migrate")
+_RUN_LOCK = _lock_key("leadsync:run")
+
+# Server databases get one engine (one connection pool) per process and URL: every run builds a
+# fresh StateStoreResource, and a pool per run would leak connections until the server's
+# max_connections is reached. SQLite keeps an engine per StateStore: a cached pool could hold a
+# file that a test or a user has since deleted and recreated.
+_ENGINES: dict[tuple[int, str], sa.Engine] = {}
+
+
+class RunLockTimeout(TimeoutError):
+    """Another run held the state store's run lock for longer than this run would wait."""
+
 
 # Schema steps after version 1, oldest first; each runs once per database, in one transaction.
 _MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
@@ -53,7 +78,7 @@ class StateStore:
         if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         self.url = url
-        self.engine = sa.create_engine(url, future=True)
+        self.engine = _engine(url)
         if self.engine.dialect.name == "sqlite":
             # WAL lets a reader (the CLI, a test) look while a run writes.
             with self.engine.begin() as conn:
@@ -61,31 +86,94 @@ class StateStore:
         self.migrate()
 
     def migrate(self) -> None:
-        """Create missing tables, then apply each schema step newer than the recorded version."""
-        tables.metadata.create_all(self.engine)
-        with self.engine.begin() as conn:
-            current = conn.execute(sa.select(sa.func.max(tables.schema_version.c.version))).scalar()
-            if current is None:
-                # A new database: create_all made the latest shape.
-                current = tables.SCHEMA_VERSION
-                conn.execute(
-                    tables.schema_version.insert().values(
-                        version=current, applied_at=datetime.now(UTC)
-                    )
-                )
-            for version, statements in _MIGRATIONS:
-                if version <= current:
-                    continue
-                for statement in statements:
-                    conn.exec_driver_sql(statement.format(timestamp=self._timestamp_type()))
-                conn.execute(
-                    tables.schema_version.insert().values(
-                        version=version, applied_at=datetime.now(UTC)
-                    )
-                )
+        """Create missing tables, then apply each schema step newer than the recorded version.
+
+        All in one transaction that holds the database's migration lock, so two workers starting
+        at once on a new or older database never both create or alter: the second waits, then
+        finds the schema current. PostgreSQL's DDL is transactional; on SQLite the transaction
+        starts with BEGIN IMMEDIATE, which takes the database's write lock up front.
+        """
+        with self.engine.connect() as conn:
+            if self.engine.dialect.name == "postgresql":
+                conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_MIGRATION_LOCK)))
+            elif self.engine.dialect.name == "sqlite":
+                # pysqlite opens no transaction for DDL by itself; this one covers all of it.
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            self._migrate(conn)
+            conn.commit()
+
+    def _migrate(self, conn: sa.Connection) -> None:
+        tables.metadata.create_all(conn)
+        current = conn.execute(sa.select(sa.func.max(tables.schema_version.c.version))).scalar()
+        if current is None:
+            # A new database: create_all made the latest shape.
+            current = tables.SCHEMA_VERSION
+            conn.execute(
+                tables.schema_version.insert().values(version=current, applied_at=datetime.now(UTC))
+            )
+        for version, statements in _MIGRATIONS:
+            if version <= current:
+                continue
+            for statement in statements:
+                conn.exec_driver_sql(statement.format(timestamp=self._timestamp_type()))
+            conn.execute(
+                tables.schema_version.insert().values(version=version, applied_at=datetime.now(UTC))
+            )
 
     def _timestamp_type(self) -> str:
         return str(sa.DateTime(timezone=True).compile(dialect=self.engine.dialect))
+
+    # ---- one run at a time -----------------------------------------------------------------
+
+    @contextmanager
+    def run_lock(self, *, timeout_s: float | None = None, poll_s: float = 0.2) -> Iterator[float]:
+        """Hold the store's run lock: one sync or reconcile at a time per database.
+
+        Two overlapping runs would both plan the same stage transitions and the same CRM writes
+        from the same stored state, so the second would append duplicate ledger rows and write
+        every field twice. The second run waits for the first instead (up to `timeout_s`, then
+        `RunLockTimeout`) and then starts from the first's results. Yields the seconds it waited.
+
+        PostgreSQL: a session-level advisory lock on a connection held for the run (in autocommit,
+        so no transaction stays open); SQLite: an exclusive flock on `<db file>.runlock`. Both die
+        with the process, so a killed worker never leaves the store locked.
+        """
+        started = time.monotonic()
+        dialect = self.engine.dialect.name
+        if dialect == "postgresql":
+            with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                try_lock = sa.select(sa.func.pg_try_advisory_lock(_RUN_LOCK))
+                while not conn.execute(try_lock).scalar():
+                    self._wait_or_raise(started, timeout_s, poll_s)
+                try:
+                    yield time.monotonic() - started
+                finally:
+                    conn.execute(sa.select(sa.func.pg_advisory_unlock(_RUN_LOCK)))
+        elif dialect == "sqlite" and self.engine.url.database not in (None, "", ":memory:"):
+            path = f"{self.engine.url.database}.runlock"
+            with open(path, "a+b") as handle:
+                while True:
+                    try:
+                        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
+                    except BlockingIOError:
+                        self._wait_or_raise(started, timeout_s, poll_s)
+                try:
+                    yield time.monotonic() - started
+                finally:
+                    fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+        else:  # an in-memory database belongs to one process already
+            yield 0.0
+
+    def _wait_or_raise(self, started: float, timeout_s: float | None, poll_s: float) -> None:
+        waited = time.monotonic() - started
+        if timeout_s is not None and waited >= timeout_s:
+            raise RunLockTimeout(
+                f"another leadsync run holds the run lock on {self.engine.url!r} "
+                f"(waited {waited:.0f} s); it is still syncing or reconciling this store, "
+                "try again when it has finished"
+            )
+        time.sleep(poll_s)
 
     # ---- raw CRM records -------------------------------------------------------------------
 
@@ -96,6 +184,11 @@ class StateStore:
         insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
         update_cols = {c.name: insert.excluded[c.name] for c in table.columns if c.name not in keys}
         stmt = insert.on_conflict_do_update(index_elements=keys, set_=update_cols)
+        # One key twice in a batch: the last row wins, as row-by-row upserts would have it.
+        # PostgreSQL refuses a multi-row upsert that touches one row twice, and the driver
+        # sends a batch as one multi-row statement.
+        latest = {tuple(row[k] for k in keys): row for row in rows}
+        rows = list(latest.values()) if len(latest) < len(rows) else rows
         with self.engine.begin() as conn:
             for start in range(0, len(rows), _CHUNK):
                 conn.execute(stmt, list(rows[start : start + _CHUNK]))
@@ -368,6 +461,25 @@ class StateStore:
             [{"run_id": run_id, "version": version, "used_at": now}],
             ["run_id"],
         )
+
+
+def _engine(url: str) -> sa.Engine:
+    parsed = sa.make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return sa.create_engine(url)
+    key = (os.getpid(), url)  # a forked child must not share its parent's sockets
+    engine = _ENGINES.get(key)
+    if engine is None:
+        connect_args: dict[str, Any] = {}
+        if parsed.get_backend_name() == "postgresql":
+            # Naive datetimes (polars frames without a zone) mean UTC, as on SQLite, whatever
+            # the server's or the role's default time zone is.
+            connect_args["options"] = "-c timezone=UTC"
+        # pre_ping: a pooled connection the server closed (restart, idle timeout) is replaced
+        # instead of failing the run's first query.
+        engine = sa.create_engine(url, connect_args=connect_args, pool_pre_ping=True)
+        _ENGINES[key] = engine
+    return engine
 
 
 def _same_except(old: Mapping[str, Any], new: Mapping[str, Any], ignored: frozenset[str]) -> bool:

@@ -22,14 +22,16 @@ cli = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def box() -> Iterator[Sandboxes]:
+def box(backend: str) -> Iterator[Sandboxes]:  # fresh CRMs for each backend's runs
     with Sandboxes(size=300, seed=23) as sandboxes:
         yield sandboxes
 
 
 @pytest.fixture(scope="module")
-def env(box: Sandboxes, tmp_path_factory: pytest.TempPathFactory) -> Iterator[StateStore]:
-    db_url = db_url_in(tmp_path_factory)
+def env(
+    box: Sandboxes, tmp_path_factory: pytest.TempPathFactory, backend: str
+) -> Iterator[StateStore]:
+    db_url = db_url_in(tmp_path_factory, backend=backend)
     with worker_env(box, db_url):
         assert run_sync().success
         yield StateStore(db_url)

@@ -1,7 +1,6 @@
 """End to end: the whole Dagster graph, in process, against both sandboxes served over HTTP(S)."""
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -10,6 +9,7 @@ from connectors.sandbox.server import Sandboxes
 from orchestration.funnel.definition import load_definition
 from orchestration.runner import SyncSummary, run_sync
 from orchestration.store import StateStore, tables
+from tests.e2e.conftest import db_url_in
 
 pytestmark = pytest.mark.e2e
 
@@ -18,14 +18,14 @@ SEED = 11
 
 
 @pytest.fixture(scope="module")
-def sandboxes() -> Iterator[Sandboxes]:
+def sandboxes(backend: str) -> Iterator[Sandboxes]:  # fresh CRMs for each backend's runs
     with Sandboxes(size=SIZE, seed=SEED) as box:
         yield box
 
 
 @pytest.fixture(scope="module")
-def db_url(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return f"sqlite:///{Path(tmp_path_factory.mktemp('state')) / 'state.db'}"
+def db_url(tmp_path_factory: pytest.TempPathFactory, backend: str) -> str:
+    return db_url_in(tmp_path_factory, backend=backend)
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ without trace) it fails loudly, heals the store, and passes on the next run."""
 import json
 from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -13,19 +12,20 @@ import sqlalchemy as sa
 from connectors.sandbox.server import Sandboxes
 from orchestration.runner import ReconcileSummary, run_reconcile, run_sync
 from orchestration.store import StateStore, tables
+from tests.e2e.conftest import db_url_in
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def box() -> Iterator[Sandboxes]:
+def box(backend: str) -> Iterator[Sandboxes]:  # fresh CRMs for each backend's runs
     with Sandboxes(size=120, seed=31) as sandboxes:
         yield sandboxes
 
 
 @pytest.fixture(scope="module")
-def db_url(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return f"sqlite:///{Path(tmp_path_factory.mktemp('reconcile')) / 'state.db'}"
+def db_url(tmp_path_factory: pytest.TempPathFactory, backend: str) -> str:
+    return db_url_in(tmp_path_factory, "reconcile", backend)
 
 
 @pytest.fixture(scope="module")

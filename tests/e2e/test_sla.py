@@ -19,8 +19,8 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Sandboxes, str]]:
-    url = db_url_in(tmp_path_factory)
+def env(tmp_path_factory: pytest.TempPathFactory, backend: str) -> Iterator[tuple[Sandboxes, str]]:
+    url = db_url_in(tmp_path_factory, backend=backend)
     with Sandboxes(size=300, seed=11) as box, worker_env(box, url, write_mode="live"):
         yield box, url
 
