@@ -7,7 +7,11 @@ import dagster as dg
 import polars as pl
 
 from orchestration.defs import frames
-from orchestration.defs.resources import LeadDefinitionResource, StateStoreResource
+from orchestration.defs.resources import (
+    NURTURE_CODE_VERSION,
+    LeadDefinitionResource,
+    StateStoreResource,
+)
 from orchestration.funnel.nurture import render, select, templates
 from orchestration.store import tables
 
@@ -17,6 +21,7 @@ from orchestration.store import tables
     deps=[["leads", "stages"]],
     group_name="nurture",
     kinds={"jinja"},
+    code_version=NURTURE_CODE_VERSION,
 )
 def nurture_assignments(
     state_store: StateStoreResource, lead_definition: LeadDefinitionResource

@@ -1,5 +1,6 @@
 """Resources: both CRMs, the state store, the lead definition and run settings, bound to EnvVar."""
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -9,10 +10,46 @@ from pydantic import PrivateAttr
 from connectors.hubspot import HubSpotConnector
 from connectors.hubspot.constants import DEFAULT_BASE_URL
 from connectors.salesforce import SalesforceConnector
-from orchestration.funnel.definition import LeadDefinition, load_definition
+from orchestration.funnel.definition import (
+    DEFAULT_PATH,
+    REGIONS_DIR,
+    LeadDefinition,
+    combined_version,
+    load_definition,
+)
 from orchestration.store import DEFAULT_DB_URL, StateStore
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_TEMPLATES_DIR = PROJECT_ROOT / "nurture_templates"
+
+
+def definition_version(path: Path = DEFAULT_PATH) -> str:
+    """The lead definition's version (`LeadDefinition.version`) from the files' bytes alone.
+
+    Cheap and never raises on a definition that does not validate: asset code versions and the
+    change sensor need the version without parsing (a broken file fails the run, not the load).
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / DEFAULT_PATH.name
+    try:
+        raw = path.read_bytes()
+    except OSError:
+        return "missing"
+    overlays = {
+        f"{REGIONS_DIR}/{overlay.name}": overlay.read_bytes()
+        for overlay in sorted((path.parent / REGIONS_DIR).glob("*.yaml"))
+    }
+    return combined_version(raw, overlays)
+
+
+def templates_version(root: Path = DEFAULT_TEMPLATES_DIR) -> str:
+    """sha256 prefix over every template file (layouts and partials included), path and bytes."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(root).rglob("*.j2")):
+        digest.update(path.relative_to(root).as_posix().encode("utf-8") + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()[:12]
 
 
 class HubSpotResource(dg.ConfigurableResource):
@@ -87,8 +124,8 @@ class StateStoreResource(dg.ConfigurableResource):
 class LeadDefinitionResource(dg.ConfigurableResource):
     """Where the lead definition and the nurture templates live."""
 
-    definition_path: str = str(PROJECT_ROOT / "lead_definition" / "global.yaml")
-    templates_dir: str = str(PROJECT_ROOT / "nurture_templates")
+    definition_path: str = str(DEFAULT_PATH)
+    templates_dir: str = str(DEFAULT_TEMPLATES_DIR)
 
     _definition: LeadDefinition | None = PrivateAttr(default=None)
 
@@ -96,6 +133,27 @@ class LeadDefinitionResource(dg.ConfigurableResource):
         if self._definition is None:
             self._definition = load_definition(Path(self.definition_path))
         return self._definition
+
+    def versions(self) -> tuple[str, str]:
+        """(definition version, templates version) of the files as they are now on disk."""
+        return definition_version(Path(self.definition_path)), templates_version(
+            Path(self.templates_dir)
+        )
+
+
+class CheckSettings(dg.ConfigurableResource):
+    """Thresholds of the data-quality asset checks. A string, parsed, so an EnvVar can feed it."""
+
+    # Share of records a run may quarantine (normalize) or a CRM may refuse (write-back) before
+    # the rejected-row checks fail: 5% by default, LEADSYNC_MAX_REJECTED_RATE overrides it.
+    max_rejected_rate: str = "0.05"
+
+    @property
+    def rejected_rate_limit(self) -> float:
+        rate = float(self.max_rejected_rate)
+        if not 0.0 <= rate <= 1.0:
+            raise ValueError(f"LEADSYNC_MAX_REJECTED_RATE must be within 0..1, not {rate}")
+        return rate
 
 
 class SyncSettings(dg.ConfigurableResource):
@@ -122,6 +180,21 @@ def _env(name: str, default: str) -> str | dg.EnvVar:
     return dg.EnvVar(name) if os.environ.get(name) else default
 
 
+def configured_versions() -> tuple[str, str]:
+    """(definition version, templates version) of the files this environment points at, read
+    once when the definitions load: the code versions of the assets that depend on them."""
+    definition = Path(os.environ.get("LEADSYNC_DEFINITION_PATH") or DEFAULT_PATH)
+    root = Path(os.environ.get("LEADSYNC_TEMPLATES_DIR") or DEFAULT_TEMPLATES_DIR)
+    return definition_version(definition), templates_version(root)
+
+
+DEFINITION_VERSION, TEMPLATES_VERSION = configured_versions()
+# Assets computed by the lead definition's rules change when it does; nurture also when a
+# template does. Dagster then shows them (and what depends on them) as changed in the UI.
+DEFINITION_CODE_VERSION = f"definition-{DEFINITION_VERSION}"
+NURTURE_CODE_VERSION = f"definition-{DEFINITION_VERSION}.templates-{TEMPLATES_VERSION}"
+
+
 def build_resources() -> dict[str, dg.ConfigurableResource]:
     """Resources bound to the environment (the sandboxes' `export` lines, or real accounts)."""
     return {
@@ -139,7 +212,13 @@ def build_resources() -> dict[str, dg.ConfigurableResource]:
             ca_bundle=_env("LEADSYNC_CA_BUNDLE", ""),
         ),
         "state_store": StateStoreResource(db_url=_env("LEADSYNC_DB_URL", DEFAULT_DB_URL)),
-        "lead_definition": LeadDefinitionResource(),
+        "lead_definition": LeadDefinitionResource(
+            definition_path=_env("LEADSYNC_DEFINITION_PATH", str(DEFAULT_PATH)),
+            templates_dir=_env("LEADSYNC_TEMPLATES_DIR", str(DEFAULT_TEMPLATES_DIR)),
+        ),
+        "check_settings": CheckSettings(
+            max_rejected_rate=_env("LEADSYNC_MAX_REJECTED_RATE", "0.05"),
+        ),
         "settings": SyncSettings(
             write_mode=_env("LEADSYNC_WRITE_MODE", "live"),
             full_refresh=_env("LEADSYNC_FULL_REFRESH", "false"),
