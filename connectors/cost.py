@@ -59,3 +59,13 @@ def minimum_first_sync_calls(
         ingest = sum(5 for n in to_write.values() if n >= sf.BULK_INGEST_THRESHOLD)
         return {"query": query, "bulk": bulk, "collections": writes, "bulk_ingest": ingest}
     raise ValueError(f"unknown system {system!r}")
+
+
+def write_calls(system: str, to_write: Mapping[str, int]) -> int:
+    """Fewest calls to update `to_write` records per object in `system` (what a plan costs):
+    HubSpot batch updates of 100; Salesforce Collections of 200, or one Bulk ingest job (about 5
+    calls) for an object at or above the Bulk threshold."""
+    floor = minimum_first_sync_calls(system, {}, to_write)
+    if system == "hubspot":
+        return floor["batch_update"]
+    return floor["collections"] + floor["bulk_ingest"]

@@ -6,7 +6,7 @@ import signal
 import tempfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -39,6 +39,42 @@ console = Console()
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object.")]
 SizeOpt = Annotated[int, typer.Option("--size", help="People to seed the sandboxes with.")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of the data generator.")]
+
+
+@app.callback()
+def _setup() -> None:
+    """Every command logs through one redacted, structured handler (LEADSYNC_LOG_*)."""
+    from orchestration.observability import configure_logging
+
+    configure_logging()
+
+
+def _run_with_progress(title: str, **kwargs: Any) -> "SyncSummary":
+    """run_sync with a progress bar of its steps on a terminal (plain run_sync otherwise)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from orchestration.runner import run_sync, sync_step_count
+
+    if not console.is_terminal:
+        return run_sync(**kwargs)
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[step]}"),
+        console=console,
+        transient=True,
+    ) as progress:
+        task = progress.add_task(title, total=sync_step_count(), step="")
+
+        def on_step(step: str, event: str) -> None:
+            if event == "STEP_START":
+                progress.update(task, step=step)
+            else:
+                progress.advance(task)
+
+        return run_sync(on_step=on_step, **kwargs)
 
 
 def _print_summary(title: str, summary: "SyncSummary") -> None:
@@ -78,22 +114,42 @@ def _print_summary(title: str, summary: "SyncSummary") -> None:
     for note in summary.notes:
         console.print(f"[yellow]{escape(note)}[/]")
     if summary.dry_run:
+        _print_plan(summary)
         console.print("[yellow]dry run: nothing was written[/]")
+
+
+def _print_plan(summary: "SyncSummary") -> None:
+    """What a dry run would write, per CRM and field, and what it would cost in API calls."""
+    names = {"hubspot": "HubSpot", "salesforce": "Salesforce"}
+    for system, fields in summary.planned_by_field.items():
+        if not fields:
+            continue
+        table = Table(title=f"would write to {names.get(system, system)}", header_style="bold")
+        table.add_column("object.field")
+        table.add_column("values", justify="right")
+        for name, count in sorted(fields.items(), key=lambda kv: (-kv[1], kv[0])):
+            table.add_row(escape(name), str(count))
+        console.print(table)
+        console.print(
+            f"{names.get(system, system)}: about [bold]"
+            f"{summary.write_calls_estimate.get(system, 0)}[/] write call(s) (the fewest the "
+            "plan can take: batches of 100 in HubSpot, 200 per Collections call or one Bulk job "
+            "in Salesforce)"
+        )
 
 
 @app.command()
 def demo(size: SizeOpt = 3000, seed: SeedOpt = 7, as_json: JsonOpt = False) -> None:
     """Start the sandboxes, run the whole pipeline twice, and show what happened."""
     from connectors.sandbox.server import Sandboxes
-    from orchestration.runner import run_sync
 
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="leadsync-demo-") as tmp, Sandboxes(size, seed) as box:
         os.environ.update(box.env())
         os.environ["LEADSYNC_DB_URL"] = f"sqlite:///{Path(tmp) / 'state.db'}"
         os.environ.setdefault("LEADSYNC_WRITE_MODE", "live")
-        first = run_sync()
-        second = run_sync()
+        first = _run_with_progress("first sync")
+        second = _run_with_progress("second sync")
     elapsed = time.monotonic() - started
     if as_json:
         print(
@@ -148,9 +204,8 @@ def sync(
     as_json: JsonOpt = False,
 ) -> None:
     """Run the sync job once against the CRMs the environment points at."""
-    from orchestration.runner import run_sync
 
-    summary = run_sync(dry_run=dry_run or None, full=full)
+    summary = _run_with_progress("sync", dry_run=dry_run or None, full=full)
     if as_json:
         print(json.dumps(summary.to_dict(), ensure_ascii=False))
     else:
@@ -162,9 +217,8 @@ def sync(
 @app.command()
 def plan(as_json: JsonOpt = False) -> None:
     """Pull and compute everything, then show what a sync would write (writes nothing)."""
-    from orchestration.runner import run_sync
 
-    summary = run_sync(dry_run=True)
+    summary = _run_with_progress("plan", dry_run=True)
     if as_json:
         print(json.dumps(summary.to_dict(), ensure_ascii=False))
     else:

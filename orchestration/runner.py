@@ -4,8 +4,11 @@ Shared by `leadsync sync`, `leadsync plan` and `leadsync demo`, and by the end-t
 summary users read is the one the tests assert on.
 """
 
+import logging
 import os
 from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -14,6 +17,8 @@ import dagster as dg
 from orchestration.definitions import ALL_ASSETS, ALL_CHECKS, reconcile_job, sync_job
 from orchestration.defs.reconcile import CHECK_NAME
 from orchestration.defs.resources import SyncSettings, build_resources
+from orchestration.observability import StepProgress, run_logger
+from orchestration.store import DEFAULT_DB_URL, StateStore
 
 PULL_ASSETS = {
     "hubspot": ("hubspot/contacts", "hubspot/companies", "hubspot/engagements"),
@@ -53,6 +58,9 @@ class SyncSummary:
     failed_checks: list[str] = field(default_factory=list)
     # The first records each CRM refused, with its reason (every one is in rejected_rows).
     rejections: dict[str, dict[str, str]] = field(default_factory=dict)
+    # What the plan writes per CRM: "Object.field" -> values, and the fewest calls it costs.
+    planned_by_field: dict[str, dict[str, int]] = field(default_factory=dict)
+    write_calls_estimate: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -86,14 +94,41 @@ def run_sync(
     instance: dg.DagsterInstance | None = None,
     resources: dict[str, Any] | None = None,
     log_level: str = "WARNING",
+    on_step: Callable[[str, str], None] | None = None,
 ) -> SyncSummary:
-    """Materialize the whole sync graph once against whatever the environment points at."""
+    """Materialize the whole sync graph once against whatever the environment points at.
+
+    `on_step(step_key, event)` hears every step start and end (for a progress bar)."""
     write_mode = "dry_run" if dry_run else os.environ.get("LEADSYNC_WRITE_MODE", "live")
     settings = SyncSettings(write_mode=write_mode, full_refresh="true" if full else "false")
     settings.dry_run  # noqa: B018 - validates LEADSYNC_WRITE_MODE before any work starts
     bound = {**build_resources(), "settings": settings, **(resources or {})}
-    result = _execute("sync_job", bound, instance, log_level)
-    return summarise(result, dry_run=settings.dry_run)
+    with _run_lock(bound) as waited:
+        result = _execute("sync_job", bound, instance, log_level, on_step)
+    summary = summarise(result, dry_run=settings.dry_run)
+    if waited >= 1:
+        summary.notes.append(f"waited {waited:.0f} s for another run on this state store")
+    return summary
+
+
+def sync_step_count() -> int:
+    """Steps a sync run executes: one per asset and per separately defined check."""
+    from orchestration.definitions import defs
+
+    return len(defs.resolve_job_def("sync_job").nodes)
+
+
+@contextmanager
+def _run_lock(resources: dict[str, Any]) -> Iterator[float]:
+    """One sync or reconcile at a time per state store (see `StateStore.run_lock`): a second
+    worker waits up to LEADSYNC_RUN_LOCK_TIMEOUT_S (default 30 minutes), then fails with
+    `RunLockTimeout`. Yields the seconds it waited."""
+    url = getattr(resources.get("state_store"), "db_url", None) or DEFAULT_DB_URL
+    if isinstance(url, dg.EnvVar):
+        url = url.get_value() or DEFAULT_DB_URL
+    timeout_s = float(os.environ.get("LEADSYNC_RUN_LOCK_TIMEOUT_S") or 1800)
+    with StateStore(url).run_lock(timeout_s=timeout_s) as waited:
+        yield waited
 
 
 def _execute(
@@ -101,23 +136,34 @@ def _execute(
     resources: dict[str, Any],
     instance: dg.DagsterInstance | None,
     log_level: str,
+    on_step: Callable[[str, str], None] | None = None,
 ) -> dg.ExecuteInProcessResult:
     defs = dg.Definitions(
         assets=ALL_ASSETS,
         asset_checks=ALL_CHECKS,
         jobs=[sync_job, reconcile_job],
         resources=resources,
+        loggers={"leadsync": run_logger},
     )
     job = defs.resolve_job_def(job_name)
-    # Dagster's console logger speaks at DEBUG; the CLI prints its own summary instead.
-    run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
-    # raise_on_error=False: a failed step (one CRM's write-back, say) must not stop the steps
-    # that do not depend on it (the other CRM's write-back); the summary reports the failure.
-    return job.execute_in_process(
-        run_config=run_config,
-        instance=instance or dg.DagsterInstance.ephemeral(),
-        raise_on_error=False,
-    )
+    # leadsync's run logger instead of Dagster's console logger: the run's events go through the
+    # same redacted, structured handler as everything else (orchestration/observability.py).
+    run_config = {"loggers": {"leadsync": {"config": {"log_level": log_level}}}}
+    progress = StepProgress(on_step) if on_step else None
+    run_log = logging.getLogger("leadsync.run")
+    if progress:
+        run_log.addHandler(progress)
+    try:
+        # raise_on_error=False: a failed step (one CRM's write-back, say) must not stop the
+        # steps that do not depend on it (the other CRM's write-back); the summary reports it.
+        return job.execute_in_process(
+            run_config=run_config,
+            instance=instance or dg.DagsterInstance.ephemeral(),
+            raise_on_error=False,
+        )
+    finally:
+        if progress:
+            run_log.removeHandler(progress)
 
 
 @dataclass
@@ -144,7 +190,8 @@ def run_reconcile(
 ) -> ReconcileSummary:
     """Compare every pulled object with its CRM now; heals the store, reports every gap."""
     bound = {**build_resources(), **(resources or {})}
-    result = _execute("reconcile_job", bound, instance, log_level)
+    with _run_lock(bound):
+        result = _execute("reconcile_job", bound, instance, log_level)
     summary = ReconcileSummary(success=result.success)
     for evaluation in result.get_asset_check_evaluations():
         if evaluation.check_name != CHECK_NAME:
@@ -188,7 +235,15 @@ def summarise(result: dg.ExecuteInProcessResult, *, dry_run: bool) -> SyncSummar
     summary.unified_leads = int(meta.get("leads/unified", {}).get("unified_leads", 0))
     summary.leads_by_stage = dict(meta.get("leads/stages", {}).get("leads_by_stage", {}))
     summary.templates_chosen = dict(meta.get("nurture/assignments", {}).get("templates_chosen", {}))
-    planned = meta.get("writeback/plan", {}).get("planned_by_system", {})
+    plan_meta = meta.get("writeback/plan", {})
+    planned = plan_meta.get("planned_by_system", {})
+    summary.planned_by_field = {
+        system: {k: int(n) for k, n in dict(fields).items()}
+        for system, fields in dict(plan_meta.get("planned_by_field", {})).items()
+    }
+    summary.write_calls_estimate = {
+        system: int(n) for system, n in dict(plan_meta.get("write_calls_estimate", {})).items()
+    }
     for system, key in WRITE_ASSETS.items():
         written = meta.get(key, {})
         summary.fields_planned[system] = int(planned.get(system, {}).get("fields", 0))

@@ -8,7 +8,11 @@ import polars as pl
 
 from orchestration.defs import frames
 from orchestration.defs.metadata import markdown_preview
-from orchestration.defs.resources import LeadDefinitionResource, StateStoreResource
+from orchestration.defs.resources import (
+    DEFINITION_CODE_VERSION,
+    LeadDefinitionResource,
+    StateStoreResource,
+)
 from orchestration.funnel import identity, normalize, quality, scoring, stages, unify
 from orchestration.funnel.definition import LeadDefinition
 from orchestration.store import StateStore, tables
@@ -33,6 +37,10 @@ RAW_SOURCES = (
 )
 
 
+# Quarantined records named one by one in the run log; the rest are counted (all are stored).
+_QUARANTINE_LOGGED = 20
+
+
 def raw_frames(store: StateStore) -> dict[str, pl.DataFrame]:
     """Every stored CRM object as a frame of strings, keyed "<system>:<object>"."""
     return {f"{s}:{o}": store.source_frame(s, o) for s, o in RAW_SOURCES}
@@ -55,7 +63,9 @@ _LEADS = {"group_name": "leads", "kinds": {"polars", "sqlite"}}
     **_LEADS,
 )
 def leads_normalized(
-    state_store: StateStoreResource, lead_definition: LeadDefinitionResource
+    context: dg.AssetExecutionContext,
+    state_store: StateStoreResource,
+    lead_definition: LeadDefinitionResource,
 ) -> dg.MaterializeResult:
     """Every CRM person record mapped to the canonical lead model, normalised and checked."""
     store = state_store.store()
@@ -63,6 +73,11 @@ def leads_normalized(
     mapped = normalize.normalize_leads(raw, lead_definition.definition().field_mappings)
     # A record that cannot be trusted waits in quarantine with its reason; the run goes on.
     leads, quarantined = quality.quarantine(mapped)
+    # Named in the run log for whoever fixes the CRM (the log redacts the addresses themselves).
+    for row in quarantined.head(_QUARANTINE_LOGGED).iter_rows(named=True):
+        context.log.warning(f"quarantined {row['record_id']}: {row['field']}: {row['reason']}")
+    if len(quarantined) > _QUARANTINE_LOGGED:
+        context.log.warning(f"... and {len(quarantined) - _QUARANTINE_LOGGED} more in quarantine")
     frames.write(store, "leads_normalized", leads)
     frames.write(store, "quarantined", quarantined)
     frames.write(store, "activities_normalized", normalize.normalize_activities(raw))
@@ -240,7 +255,12 @@ def leads_activities(state_store: StateStoreResource) -> dg.MaterializeResult:
     )
 
 
-@dg.asset(key=["leads", "scores"], deps=[["leads", "unified"], ["leads", "activities"]], **_LEADS)
+@dg.asset(
+    key=["leads", "scores"],
+    deps=[["leads", "unified"], ["leads", "activities"]],
+    code_version=DEFINITION_CODE_VERSION,
+    **_LEADS,
+)
 def leads_scores(
     state_store: StateStoreResource, lead_definition: LeadDefinitionResource
 ) -> dg.MaterializeResult:
@@ -263,7 +283,12 @@ def leads_scores(
     )
 
 
-@dg.asset(key=["leads", "stages"], deps=[["leads", "scores"]], **_LEADS)
+@dg.asset(
+    key=["leads", "stages"],
+    deps=[["leads", "scores"]],
+    code_version=DEFINITION_CODE_VERSION,
+    **_LEADS,
+)
 def leads_stages(
     context: dg.AssetExecutionContext,
     state_store: StateStoreResource,

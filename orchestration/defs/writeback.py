@@ -9,12 +9,14 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
+from connectors.cost import write_calls
 from connectors.hubspot.constants import BATCH_SIZE as HUBSPOT_BATCH_SIZE
 from connectors.outcome import WriteOutcome
 from connectors.salesforce.constants import COLLECTION_SIZE as SALESFORCE_COLLECTION_SIZE
 from orchestration.defs import frames
 from orchestration.defs.crm_pull import PULL_ASSET_KEYS
 from orchestration.defs.resources import (
+    DEFINITION_CODE_VERSION,
     HubSpotResource,
     LeadDefinitionResource,
     SalesforceResource,
@@ -38,6 +40,7 @@ WRITTEN_SCHEMA: dict[str, pl.DataType] = {
     deps=[["nurture", "assignments"]],
     group_name="writeback",
     kinds={"polars"},
+    code_version=DEFINITION_CODE_VERSION,
 )
 def writeback_plan(
     context: dg.AssetExecutionContext,
@@ -85,12 +88,20 @@ def writeback_plan(
 
 def _plan_metadata(plan: pl.DataFrame) -> dict[str, Any]:
     per_system: dict[str, dict[str, int]] = {}
+    # "Object.field" -> values to write, per CRM, and the calls the plan costs at the least.
+    by_field: dict[str, dict[str, int]] = {}
+    calls: dict[str, int] = {}
     for system in ("hubspot", "salesforce"):
         rows = plan.filter(pl.col("system") == system)
         per_system[system] = {"fields": len(rows), "records": rows["record_id"].n_unique()}
+        counts = rows.group_by("object", "field").len().sort("object", "field")
+        by_field[system] = {f"{r['object']}.{r['field']}": r["len"] for r in counts.to_dicts()}
+        calls[system] = write_calls(system, writeback.records_per_object(plan, system))
     return {
         "fields_planned": len(plan),
         "planned_by_system": per_system,
+        "planned_by_field": by_field,
+        "write_calls_estimate": calls,
         "fields_by_name": {
             r["field"]: r["len"] for r in plan.group_by("field").len().sort("field").to_dicts()
         },

@@ -16,7 +16,12 @@ _EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s.]+$"
 
 def quarantine(leads: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Split canonical lead records into (usable, rejected) by the rules below."""
-    email_bad = pl.col("email").is_not_null() & ~pl.col("email").str.contains(_EMAIL)
+    # A value the normaliser could not make an address of (it leaves `email` null) is as bad as
+    # one it kept: the person typed something, and dropping it silently would lose it.
+    typed = pl.col("email_raw").is_not_null() & (pl.col("email_raw") != "")
+    email_bad = (pl.col("email").is_not_null() & ~pl.col("email").str.contains(_EMAIL)) | (
+        typed & pl.col("email").is_null()
+    )
     nameless = pl.col("last_name").is_null() & pl.col("first_name").is_null()
     rules = [
         (

@@ -69,6 +69,11 @@ def test_first_sync_spends_exactly_the_minimum(runs: tuple) -> None:
     assert hubspot["list"] == minimum["list"]
     assert hubspot["events"] == minimum["events"]
     assert hubspot["batch_update"] == minimum["batch_update"] > 0
+    # What `leadsync plan` prints: per field, and the estimate the run then spent exactly.
+    assert summary.write_calls_estimate["hubspot"] == hubspot["batch_update"]
+    for system in ("hubspot", "salesforce"):
+        assert sum(summary.planned_by_field[system].values()) == summary.fields_planned[system]
+    assert summary.planned_by_field["hubspot"]["contacts.leadsync_stage"] > 0
     # No search on a first load (the list endpoint has no 10,000 cap and 100-record pages) and no
     # separate association reads: engagements bring their contacts inline.
     assert "search" not in hubspot
@@ -83,6 +88,7 @@ def test_first_sync_spends_exactly_the_minimum(runs: tuple) -> None:
     # The sandbox counts a query's follow-on pages (nextRecordsUrl) apart.
     assert salesforce["query"] + salesforce.get("query_more", 0) == minimum["query"]
     assert salesforce["collections"] == minimum["collections"] > 0
+    assert summary.write_calls_estimate["salesforce"] == salesforce["collections"]
     # Fixed metadata cost: one login, one describe per object read or written.
     assert salesforce["oauth"] == 1
     assert salesforce["describe"] == len(SALESFORCE_PULLED)

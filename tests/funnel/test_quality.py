@@ -40,3 +40,24 @@ def test_deleted_records_are_kept_for_their_hard_links() -> None:
     leads = _leads([{"record_id": "salesforce:Lead:9", "is_deleted": True}])
     usable, rejected = quarantine(leads)
     assert usable.height == 1 and rejected.is_empty()
+
+
+def test_an_address_the_normaliser_could_not_keep_is_quarantined_not_dropped() -> None:
+    # normalize_leads leaves `email` null for "taro.yamada@example" (no top-level domain) and
+    # keeps what was typed in `email_raw`; the person must hear about it, not lose it silently.
+    leads = _leads(
+        [
+            {
+                "record_id": "hubspot:contacts:7",
+                "email": None,
+                "email_raw": "taro.yamada@example",
+                "last_name": "山田",
+            },
+            {"record_id": "hubspot:contacts:8", "email": None, "email_raw": "", "last_name": "X"},
+        ]
+    )
+    usable, rejected = quarantine(leads)
+    assert rejected.rows() == [
+        ("hubspot:contacts:7", "email", "not an email address: taro.yamada@example")
+    ]
+    assert usable["record_id"].to_list() == ["hubspot:contacts:8"]
