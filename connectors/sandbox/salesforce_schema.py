@@ -477,6 +477,7 @@ def _leadsync_fields() -> list[FieldDef]:
         ),
         text("LeadSync_Next_Content__c", "LeadSync Next Content", 255),
         text("LeadSync_Next_Content_Subject__c", "LeadSync Next Content Subject", 255),
+        FieldDef("LeadSync_Next_Content_Url__c", "url", "LeadSync Next Content URL", length=255),
         picklist(
             "LeadSync_SLA_Status__c", "LeadSync SLA Status", LEADSYNC_SLA_STATUS, restricted=True
         ),

@@ -49,7 +49,14 @@ def nurture_assignments(
         leads, catalogue, history, definition, now=datetime.now(UTC), activities=activities
     )
     # Only leads whose assignment changed are rendered again.
-    rendered = render.render_assignments(chosen, leads, catalogue, env, previous=previous)
+    rendered = render.render_assignments(
+        chosen,
+        leads,
+        catalogue,
+        env,
+        links=render.links_for(definition.nurture.link_base_url),
+        previous=previous,
+    )
     frames.write(store, "nurture_assignments", rendered)
     # Leads rendered this run (new, re-selected, or their template, layout or data changed).
     rerendered = (

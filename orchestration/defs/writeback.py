@@ -60,6 +60,8 @@ def writeback_plan(
                 "unified_id",
                 pl.col("template_id").alias("next_template_id"),
                 "next_subject",
+                "next_content_url",
+                pl.col("body").alias("next_body"),
             ),
             on="unified_id",
             how="left",

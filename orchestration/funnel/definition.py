@@ -57,6 +57,9 @@ WRITEBACK_COLUMNS: tuple[str, ...] = (
     "temperature",
     "next_template_id",
     "next_subject",
+    # The rendered nurture email: its content link, or its whole body (writeback chooses).
+    "next_content_url",
+    "next_body",
     # The SLA clock of the lead's stage: on_track, breached or none (see stages.sla_columns).
     "sla_status",
     # The CRMs' own lifecycle fields, mapped from the stage (writeback.lifecycle).
@@ -478,6 +481,9 @@ class NurturePolicy(_Strict):
     fallback_locale: str = "en"
     frequency_cap: FrequencyCap
     default_cooldown_days: int = Field(ge=0)
+    # The site the content and unsubscribe links point at: <base>/<locale>/resources/<template id>
+    # and <base>/email/unsubscribe?lead=<unified id>.
+    link_base_url: str = Field(default="https://www.example.com", pattern=r"^https?://[^\s]+$")
 
 
 # --- identity ---------------------------------------------------------------------------------

@@ -103,14 +103,15 @@ def test_writeback_fields_cover_both_crms(definition: LeadDefinition) -> None:
         "leadsync_temperature": "temperature",
         "leadsync_next_content": "next_template_id",
         "leadsync_next_content_subject": "next_subject",
+        "leadsync_next_content_url": "next_content_url",
         "leadsync_sla_status": "sla_status",
         # HubSpot's own lifecycle field follows the ledger (writeback.lifecycle)
         "lifecyclestage": "hubspot_lifecyclestage",
     }
     sf = [r for r in rows if r["system"] == "salesforce"]
     assert {r["object"] for r in sf} == {"Lead", "Contact"}
-    # 9 leadsync fields on Lead and Contact, plus Lead.Status following the ledger
-    assert len(sf) == 19
+    # 10 leadsync fields on Lead and Contact, plus Lead.Status following the ledger
+    assert len(sf) == 21
     assert [r["object"] for r in sf if r["field"] == "Status"] == ["Lead"]
     assert definition.writeback_fields("hubspot") == list(hubspot)
     assert definition.writeback_fields("salesforce")[0] == "LeadSync_Unified_Id__c"

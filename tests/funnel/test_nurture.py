@@ -335,10 +335,19 @@ def test_render_assignments_adds_subject_and_body(
     )
     out = render_assignments(chosen, LEAD_ROWS, starter, env)
     assert out["unified_id"].to_list() == ["a", "b", "c"]
-    assert out.columns == [*chosen.columns, "next_subject", "body", "render_error", "render_key"]
+    assert out.columns == [
+        *chosen.columns,
+        "next_subject",
+        "next_content_url",
+        "body",
+        "render_error",
+        "render_key",
+    ]
     a, b, c = out.iter_rows(named=True)
     assert a["next_subject"].startswith("【導入事例】") and "佐藤 様" in a["body"]
     assert "https://www.example.com/ja/resources/mql-case-study-ja" in a["body"]
+    # the link write-back carries is the one the body links to
+    assert a["next_content_url"] == "https://www.example.com/ja/resources/mql-case-study-ja"
     assert b["status"] == "suppressed" and b["body"] is None and b["render_error"] is None
     assert c["next_subject"] == "How a team like <Acme> halved lead response time"
     assert "Hi Ann," in c["body"] and "<Acme>" not in c["body"]
@@ -627,3 +636,25 @@ def test_a_regional_fallback_locale_applies_to_that_region_only(tmp_path: Path) 
         now=NOW,
     )
     assert picks(chosen) == {"UL-jp": ("ja-mql", "assigned"), "UL-us": ("en-mql", "assigned")}
+
+
+def test_moving_the_site_re_renders_with_the_new_links(
+    starter: list[Template], definition: LeadDefinition, env: SandboxedEnvironment
+) -> None:
+    from orchestration.funnel.nurture.render import links_for
+
+    chosen = select_next(leads({"unified_id": "c"}), starter, None, definition, now=NOW)
+    first = render_assignments(chosen, LEAD_ROWS, starter, env)
+    same = render_assignments(chosen, LEAD_ROWS, starter, env, previous=first)
+    assert same["render_key"].to_list() == first["render_key"].to_list()
+    moved = render_assignments(
+        chosen,
+        LEAD_ROWS,
+        starter,
+        env,
+        links=links_for("https://leads.example.jp/"),
+        previous=first,
+    )
+    assert moved["render_key"][0] != first["render_key"][0]
+    assert moved["next_content_url"][0].startswith("https://leads.example.jp/en/resources/")
+    assert "https://leads.example.jp/email/unsubscribe?lead=c" in moved["body"][0]

@@ -207,9 +207,9 @@ def test_current_values_from_raw_pulls(definition: LeadDefinition) -> None:
     }
     cur = current_values(raw, definition)
     assert cur.columns == ["record_id", "field", "value"]
-    # 10 fields × (1 contact + 1 lead): leadsync's 9, plus lifecyclestage on the contact and
+    # 11 fields × (1 contact + 1 lead): leadsync's 10, plus lifecyclestage on the contact and
     # Status on the lead; the Account is not a target
-    assert cur.height == 20
+    assert cur.height == 22
     values = {(r, f): v for r, f, v in cur.iter_rows()}
     assert values[("hubspot:contacts:1001", "leadsync_stage")] == "MQL"
     assert values[("hubspot:contacts:1001", "leadsync_score")] is None  # not pulled → missing
@@ -326,3 +326,44 @@ def test_lifecycle_fields_are_off_unless_the_definition_says_so(
     )
     assert _lifecycle_plan(off, "SQL", "lead", "Open - Not Contacted") == {}
     assert "lifecyclestage" not in off.writeback_fields("hubspot")
+
+
+def test_the_definition_chooses_link_or_body(definition: LeadDefinition) -> None:
+    # As shipped: the content link travels, the rendered body does not.
+    columns = {r["column"] for r in definition.writeback_field_rows()}
+    assert "next_content_url" in columns and "next_body" not in columns
+    want = desired({"unified_id": "U1"}).with_columns(
+        pl.lit("https://www.example.com/en/resources/mql-case-study").alias("next_content_url"),
+        pl.lit("<p>Hi Ann,</p>").alias("next_body"),
+    )
+    plan = plan_writeback(want, TARGETS.head(1), current(), None, definition)
+    assert dict(zip(plan["field"], plan["new_value"], strict=True)) == {
+        "leadsync_next_content_url": "https://www.example.com/en/resources/mql-case-study"
+    }
+    # A team that sends from the CRM maps the body to a long-text property instead.
+    hs = definition.writeback.hubspot
+    body_prop = hs.properties["leadsync_next_content_url"].model_copy(
+        update={"column": "next_body", "field_type": "textarea"}
+    )
+    with_body = definition.model_copy(
+        update={
+            "writeback": definition.writeback.model_copy(
+                update={
+                    "hubspot": hs.model_copy(
+                        update={
+                            "properties": {
+                                k: v
+                                for k, v in hs.properties.items()
+                                if k != "leadsync_next_content_url"
+                            }
+                            | {"leadsync_next_content_body": body_prop}
+                        }
+                    )
+                }
+            )
+        }
+    )
+    plan = plan_writeback(want, TARGETS.head(1), current(), None, with_body)
+    assert dict(zip(plan["field"], plan["new_value"], strict=True)) == {
+        "leadsync_next_content_body": "<p>Hi Ann,</p>"
+    }

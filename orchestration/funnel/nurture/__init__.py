@@ -11,6 +11,7 @@ from orchestration.funnel.nurture.render import (
     NurtureContext,
     RenderedContent,
     default_links,
+    links_for,
     make_environment,
     render_assignments,
 )
@@ -26,6 +27,7 @@ __all__ = [
     "TemplateError",
     "assignment_changes",
     "default_links",
+    "links_for",
     "load_templates",
     "make_environment",
     "render_assignments",

@@ -146,21 +146,32 @@ def render(
 # rendering depended on (see render_assignments), so the next run knows what to render again.
 RENDER_COLUMNS: dict[str, pl.DataType] = {
     "next_subject": pl.String(),
+    "next_content_url": pl.String(),
     "body": pl.String(),
     "render_error": pl.String(),
     "render_key": pl.String(),
 }
 
-# Placeholder link targets until the sites' URLs are configured; callers pass `links` to override.
+# The lead definition's nurture.link_base_url default; callers pass `links` to use another site.
 _DEFAULT_LINK_BASE = "https://www.example.com"
 
 
-def default_links(unified_id: str, template: Template) -> Links:
-    """Placeholder links: the content page of the template and an unsubscribe page per lead."""
-    return Links(
-        unsubscribe_url=f"{_DEFAULT_LINK_BASE}/email/unsubscribe?lead={quote(unified_id)}",
-        content_url=f"{_DEFAULT_LINK_BASE}/{template.locale}/resources/{quote(template.id)}",
-    )
+def links_for(base_url: str) -> Callable[[str, Template], Links]:
+    """Links on one site: the template's content page and an unsubscribe page per lead."""
+    base = base_url.rstrip("/")
+
+    def links(unified_id: str, template: Template) -> Links:
+        return Links(
+            unsubscribe_url=f"{base}/email/unsubscribe?lead={quote(unified_id)}",
+            content_url=f"{base}/{template.locale}/resources/{quote(template.id)}",
+        )
+
+    # What the links depend on besides the lead and template: part of every render key.
+    links.render_key = base  # type: ignore[attr-defined]
+    return links
+
+
+default_links = links_for(_DEFAULT_LINK_BASE)
 
 
 _REUSE_KEY = ["unified_id", "template_id", "template_version", "locale", "status", "render_key"]
@@ -199,9 +210,15 @@ def template_digest(template: Template, env: SandboxedEnvironment) -> str:
     return digest.hexdigest()[:16]
 
 
-def _render_keys(base: pl.DataFrame, lead_rows: pl.DataFrame, digests: dict[str, str]) -> pl.Series:
-    """Per assignment: a hash of the template digest and the lead's context fields (null when
-    there is no template). Equal keys mean an equal rendering."""
+def _render_keys(
+    base: pl.DataFrame,
+    lead_rows: pl.DataFrame,
+    digests: dict[str, str],
+    links: Callable[[str, Template], Links],
+) -> pl.Series:
+    """Per assignment: a hash of the template digest, the lead's context fields and the links'
+    site (null when there is no template). Equal keys mean an equal rendering."""
+    site = str(getattr(links, "render_key", ""))
     facts = base.select("unified_id", "template_id").join(
         lead_rows, on="unified_id", how="left", maintain_order="left"
     )
@@ -211,7 +228,9 @@ def _render_keys(base: pl.DataFrame, lead_rows: pl.DataFrame, digests: dict[str,
         if digest is None:
             keys.append(None)
             continue
-        payload = json.dumps([digest, *(row[c] for c in _CONTEXT_COLUMNS)], ensure_ascii=False)
+        payload = json.dumps(
+            [digest, *(row[c] for c in _CONTEXT_COLUMNS), site], ensure_ascii=False
+        )
         keys.append(hashlib.sha256(payload.encode("utf-8")).hexdigest()[:24])
     return pl.Series("render_key", keys, dtype=pl.String())
 
@@ -232,8 +251,9 @@ def render_assignments(
     this function) reuses that rendering. The key covers the template's subject and source and
     every layout it uses (`template_digest`) and the lead's context fields, so editing a template
     re-renders exactly the leads that hold it, editing a layout the leads whose templates use it,
-    and a changed name or score only that lead. Links are not in the key: they follow from the
-    lead id and template id. Rows without a template stay unrendered (nulls).
+    and a changed name or score only that lead; the links' site is in the key too (a `links`
+    from `links_for` carries it), so moving the site (nurture.link_base_url) re-renders everyone.
+    Rows without a template stay unrendered (nulls).
     `leads` has unified_id, first_name, last_name, company, title, stage, score, temperature;
     `links(unified_id, template)` builds the lead's unsubscribe and content URLs. The context's
     `lead.locale` is the locale of the content, so a fallback-to-en lead gets an English layout.
@@ -251,7 +271,7 @@ def render_assignments(
     held = assignments.get_column("template_id").drop_nulls().unique().to_list()
     digests = {tid: template_digest(by_id[tid], env) for tid in held if tid in by_id}
     base = assignments.drop([c for c in RENDER_COLUMNS if c in assignments.columns])
-    base = base.with_columns(_render_keys(base, lead_rows, digests))
+    base = base.with_columns(_render_keys(base, lead_rows, digests, links))
     # What a rendering produced (render_key is computed above, for every row).
     produced = {c: t for c, t in RENDER_COLUMNS.items() if c != "render_key"}
     reused = pl.DataFrame(schema={**{c: base.schema[c] for c in _REUSE_KEY}, **produced})
@@ -277,6 +297,7 @@ def render_assignments(
         record: dict[str, object] = {
             "unified_id": row["unified_id"],
             "next_subject": None,
+            "next_content_url": None,
             "body": None,
             "render_error": None,
         }
@@ -300,6 +321,7 @@ def render_assignments(
             )
             content = render(template, context, env)
             record["next_subject"], record["body"] = content.subject, content.body
+            record["next_content_url"] = context.links.content_url
         except (TemplateError, ValidationError, jinja2.TemplateError) as exc:
             record["render_error"] = f"{template.name}: {type(exc).__name__}: {exc}"
         rendered.append(record)
