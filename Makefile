@@ -36,11 +36,14 @@ lint: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 
 # The template preview test runs in a real Chromium (OS package), and the end-to-end tests run on
 # a real PostgreSQL server (OS package, started in .leadsync/pg/ and left running for the next
-# run; scripts/stop_postgres.sh stops it) as well as on SQLite; in CI neither may skip.
+# run; scripts/stop_postgres.sh stops it) as well as on SQLite; the Celery executor test uses a
+# Redis broker (OS package, started in .leadsync/redis/ and left running likewise;
+# scripts/stop_redis.sh stops it). In CI none of them may skip.
 unit: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	scripts/install_browser.sh
 	pg_env="$$(scripts/start_postgres.sh)" && eval "$$pg_env" && \
-	LEADSYNC_REQUIRE_BROWSER=1 LEADSYNC_REQUIRE_PG=1 $(BIN)/pytest -q
+	redis_env="$$(scripts/start_redis.sh)" && eval "$$redis_env" && \
+	LEADSYNC_REQUIRE_BROWSER=1 LEADSYNC_REQUIRE_PG=1 LEADSYNC_REQUIRE_REDIS=1 $(BIN)/pytest -q
 
 # The Dagster UI against freshly started sandboxes (Ctrl-C stops both).
 dev: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
