@@ -13,6 +13,7 @@ State lives in dicts keyed by numeric id behind one lock; the werkzeug threaded 
 import bisect
 import fnmatch
 import functools
+import itertools
 import json
 import logging
 import math
@@ -1583,21 +1584,26 @@ class HubSpotSandbox:
             _bad_request("occurredAfter and occurredBefore must be ISO-8601 date-times")
         offset = _int_value(args.get("after", "0"), "after")
         descending = args.get("sort", "ASCENDING").upper() == "DESCENDING"
+        # One page costs what it returns (plus, under a filter, what it skips): copying or
+        # filtering the whole window per page made a full pull quadratic in the events.
         with self._lock:
             start = 0 if lo is None else bisect.bisect_right(self._events, (lo, "\uffff"))
             end = len(self._events) if hi is None else bisect.bisect_left(self._events, (hi, ""))
-            window = self._events[start:end]
-        matches = [
-            e
-            for _, _, e in window
-            if (object_id is None or e["objectId"] == object_id)
-            and (event_type is None or e["eventType"] == event_type)
-        ]
-        if descending:
-            matches.reverse()
-        page = matches[offset : offset + limit]
+            positions = range(end - 1, start - 1, -1) if descending else range(start, end)
+            if object_id is None and event_type is None:
+                page = [self._events[i][2] for i in positions[offset : offset + limit]]
+                more = offset + limit < len(positions)
+            else:
+                matching = (
+                    e
+                    for e in (self._events[i][2] for i in positions)
+                    if (object_id is None or e["objectId"] == object_id)
+                    and (event_type is None or e["eventType"] == event_type)
+                )
+                taken = list(itertools.islice(matching, offset, offset + limit + 1))
+                page, more = taken[:limit], len(taken) > limit
         body: Json = {"results": page}
-        if offset + limit < len(matches):
+        if more:
             body["paging"] = {"next": {"after": str(offset + limit)}}
         return 200, body
 

@@ -913,3 +913,40 @@ def test_unknown_route_is_hubspot_shaped_404(hub: Hub) -> None:
     body = error_body(missing.value)
     assert body["status"] == "error"
     assert body["correlationId"] == header(missing.value, "X-HubSpot-Correlation-Id")
+
+
+def test_events_pages_walk_the_window_in_order_with_and_without_filters(hub: Hub) -> None:
+    # 250 page views of three contacts, one a minute; the official client pages them.
+    t0 = datetime(2026, 10, 1, tzinfo=UTC)
+    hub.sandbox.load(
+        "web_events",
+        [
+            {
+                "id": f"ev{i:04d}",
+                "objectId": str(1001 + i % 3),
+                "eventType": "e_visited_page",
+                "occurredAt": (t0 + timedelta(minutes=i)).isoformat(),
+                "properties": {"hs_url": f"https://example.com/p{i}"},
+            }
+            for i in range(250)
+        ],
+    )
+    events = hub.client.events.events_api
+
+    def walk(**kwargs: Any) -> list[str]:
+        seen: list[str] = []
+        after: str | None = None
+        while True:
+            page = events.get_page(object_type="contact", limit=100, after=after, **kwargs)
+            seen += [e.id for e in page.results]
+            if page.paging is None:
+                return seen
+            after = page.paging.next.after
+
+    everything = [f"ev{i:04d}" for i in range(250)]
+    assert walk() == everything
+    assert walk(sort=["DESCENDING"]) == everything[::-1]
+    one = walk(object_id=1002)
+    assert one == [f"ev{i:04d}" for i in range(250) if i % 3 == 1] and len(one) == 83
+    window = walk(occurred_after=t0 + timedelta(minutes=99, seconds=30))
+    assert window == everything[100:]
