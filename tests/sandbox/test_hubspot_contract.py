@@ -937,7 +937,8 @@ def test_events_pages_walk_the_window_in_order_with_and_without_filters(hub: Hub
         seen: list[str] = []
         after: str | None = None
         while True:
-            page = events.get_page(object_type="contact", limit=100, after=after, **kwargs)
+            # The generated client types its result as a union of every response type.
+            page: Any = events.get_page(object_type="contact", limit=100, after=after, **kwargs)
             seen += [e.id for e in page.results]
             if page.paging is None:
                 return seen
