@@ -18,7 +18,6 @@ peak RSS, records pulled, API calls per CRM and endpoint family against the mini
 """
 
 import argparse
-import bisect
 import json
 import math
 import os
@@ -41,7 +40,7 @@ from connectors.hubspot import constants as hs_const
 from connectors.salesforce import constants as sf_const
 from connectors.sandbox.faults import FaultInjector
 from connectors.sandbox.generator import HUBSPOT_EVENT_OBJECTS, iter_generate
-from connectors.sandbox.hubspot_app import HubSpotSandbox, _instant_ms
+from connectors.sandbox.hubspot_app import HubSpotSandbox
 from connectors.sandbox.salesforce_app import SalesforceSandbox
 from connectors.sandbox.server import (
     HUBSPOT_TOKEN,
@@ -93,65 +92,6 @@ def status_mib(field_name: str, pid: int | str = "self") -> float:
 
 
 # --------------------------------------------------------------------------------------------
-# The HubSpot emulator with its Events API answers cached between pages
-# --------------------------------------------------------------------------------------------
-
-
-class CachedEventsHubSpot(HubSpotSandbox):
-    """`HubSpotSandbox` whose Events API keeps a query's matches between pages, as its search
-    endpoint already does (`_search_cache`).
-
-    The emulator's `_ep_events` filters the whole time window on every page and pages by offset,
-    so a full pull of E page views costs O(E^2 / 100): 82 ms a page at 125,000 events (20,000
-    people), about 4 s a page at 6.3M (a million people), some 70 hours for one pull. That
-    measures the emulator, not leadsync; with `--events-as-is` the benchmark uses it unchanged.
-    The answers are the same: the same filter, order and offsets over the same events."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._events_cache: dict[tuple[Any, ...], list[Any]] = {}
-
-    def _ep_events(self, request: Any) -> tuple[int, Any]:
-        args = request.args
-        offset, limit = args.get("after", "0"), args.get("limit", "100")
-        # Events are only ever added (by `load`), so their count versions the cache.
-        query = ("objectType", "objectId", "eventType", "occurredAfter", "occurredBefore", "sort")
-        key = (*(args.get(name) for name in query), len(self._events))
-        matches = self._events_cache.get(key)
-        if matches is None or not (offset.isdigit() and limit.isdigit()):
-            # A first page (or a bad request): the emulator's own answer, which validates the
-            # request; then every match of the query, kept for the next pages.
-            status, body = super()._ep_events(request)
-            if status == 200:
-                self._events_cache = {key: self._event_matches(args)}  # one query at a time
-            return status, body
-        start, size = int(offset), int(limit)
-        page: dict[str, Any] = {"results": matches[start : start + size]}
-        if start + size < len(matches):
-            page["paging"] = {"next": {"after": str(start + size)}}
-        return 200, page
-
-    def _event_matches(self, args: Any) -> list[Any]:
-        """What `_ep_events` filters before it cuts a page (same bounds, filter and order)."""
-        lo = _instant_ms(args["occurredAfter"]) if args.get("occurredAfter") else None
-        hi = _instant_ms(args["occurredBefore"]) if args.get("occurredBefore") else None
-        object_id, event_type = args.get("objectId"), args.get("eventType")
-        with self._lock:
-            start = 0 if lo is None else bisect.bisect_right(self._events, (lo, "\uffff"))
-            end = len(self._events) if hi is None else bisect.bisect_left(self._events, (hi, ""))
-            window = self._events[start:end]
-        matches = [
-            e
-            for _, _, e in window
-            if (object_id is None or e["objectId"] == object_id)
-            and (event_type is None or e["eventType"] == event_type)
-        ]
-        if args.get("sort", "ASCENDING").upper() == "DESCENDING":
-            matches.reverse()
-        return matches
-
-
-# --------------------------------------------------------------------------------------------
 # Sandboxes seeded chunk by chunk, with the people to change chosen on the way
 # --------------------------------------------------------------------------------------------
 
@@ -168,7 +108,6 @@ class ScaleSandboxes(Sandboxes):
 
     change_share: float = 0.01
     change_seed: int = 0
-    events_as_is: bool = False
     # Seeding stops here: no swap on the machine, and a million people need ~19 GiB of emulator.
     max_rss_mib: float = 18 * 1024
     counts: dict[str, int] = field(init=False, default_factory=dict)
@@ -181,8 +120,7 @@ class ScaleSandboxes(Sandboxes):
             self._tmp = tempfile.TemporaryDirectory(prefix="leadsync-scale-")
             self.workdir = Path(self._tmp.name)
         self.workdir.mkdir(parents=True, exist_ok=True)
-        hubspot = HubSpotSandbox if self.events_as_is else CachedEventsHubSpot
-        self.hubspot = hubspot(
+        self.hubspot = HubSpotSandbox(
             HUBSPOT_TOKEN, ten_second_limit=None, daily_limit=None, search_per_second_limit=None
         )
         self.salesforce = SalesforceSandbox(
@@ -582,11 +520,6 @@ def main() -> None:
     )
     parser.add_argument("--max-rss-gib", type=float, default=18.0)
     parser.add_argument("--json", default="", help="also write every figure to this file")
-    parser.add_argument(
-        "--events-as-is",
-        action="store_true",
-        help="serve page views with the emulator's own (quadratic) Events API paging",
-    )
     parser.add_argument("--child", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -603,7 +536,6 @@ def main() -> None:
             size=args.people,
             seed=args.seed,
             change_share=args.change,
-            events_as_is=args.events_as_is,
             max_rss_mib=limit_mib,
         ) as box,
     ):
