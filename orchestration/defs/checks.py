@@ -44,11 +44,10 @@ def unified_ids_are_unique(state_store: StateStoreResource) -> dg.AssetCheckResu
     store = state_store.store()
     # Two golden records under one id, or one record in two leads, would push one person's status
     # to another person's CRM record; so would a CRM record targeted by two unified leads.
-    golden = _duplicates(frames.read(store, "unified_leads"), ["unified_id"])
-    records = _duplicates(frames.read(store, "identity"), ["record_id"])
-    targets = _duplicates(
-        frames.read(store, "writeback_targets"), ["source_system", "source_object", "source_id"]
-    )
+    golden = _duplicates(frames.read(store, "unified_leads", ["unified_id"]), ["unified_id"])
+    records = _duplicates(frames.read(store, "identity", ["record_id"]), ["record_id"])
+    target_key = ["source_system", "source_object", "source_id"]
+    targets = _duplicates(frames.read(store, "writeback_targets", target_key), target_key)
     return dg.AssetCheckResult(
         passed=golden.is_empty() and records.is_empty() and targets.is_empty(),
         metadata={
@@ -132,7 +131,7 @@ def scores_within_range(
     definition = lead_definition.definition()
     # Each lead's region (from its country) decides which bands and caps apply to it.
     scores = frames.read(store, "scores").join(
-        frames.read(store, "unified_leads").select("unified_id", "country"),
+        frames.read(store, "unified_leads", ["unified_id", "country"]),
         on="unified_id",
         how="left",
     )
@@ -153,8 +152,14 @@ def scores_within_range(
 def every_lead_has_content(state_store: StateStoreResource) -> dg.AssetCheckResult:
     """Blocks write-back unless every live lead has rendered content or an explicit status."""
     store = state_store.store()
-    live = frames.read(store, "unified_leads").filter(~pl.col("is_deleted").fill_null(False))
-    assignments = frames.read(store, "nurture_assignments")
+    live = frames.read(store, "unified_leads", ["unified_id", "is_deleted"]).filter(
+        ~pl.col("is_deleted").fill_null(False)
+    )
+    assignments = frames.read(
+        store,
+        "nurture_assignments",
+        ["unified_id", "template_id", "next_subject", "render_error", "status", "reason"],
+    )
     missing = live.select("unified_id").join(assignments, on="unified_id", how="anti")
     assigned = pl.col("status") == "assigned"
     broken = assignments.filter(

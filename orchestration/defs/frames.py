@@ -1,5 +1,7 @@
 """The derived frames the assets persist, each with the schema it is read back with."""
 
+from collections.abc import Sequence
+
 import polars as pl
 
 from orchestration.funnel.identity import MATCH_SCHEMA, PARAMS_SCHEMA
@@ -42,9 +44,10 @@ FRAME_SCHEMAS: dict[str, dict[str, pl.DataType]] = {
 }
 
 
-def read(store: StateStore, name: str) -> pl.DataFrame:
-    """A persisted frame with its declared dtypes (empty, with columns, before its first run)."""
-    return store.read_frame(name, FRAME_SCHEMAS[name])
+def read(store: StateStore, name: str, columns: Sequence[str] | None = None) -> pl.DataFrame:
+    """A persisted frame with its declared dtypes (empty, with columns, before its first run);
+    only `columns`, when given."""
+    return store.read_frame(name, FRAME_SCHEMAS[name], columns)
 
 
 def write(store: StateStore, name: str, frame: pl.DataFrame) -> None:

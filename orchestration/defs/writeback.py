@@ -51,12 +51,25 @@ def writeback_plan(
     store = state_store.store()
     definition = lead_definition.definition()
     desired = (
-        frames.read(store, "unified_leads")
-        .select("unified_id")
+        frames.read(store, "unified_leads", ["unified_id"])
         .join(frames.read(store, "stages"), on="unified_id", how="left")
-        .join(frames.read(store, "scores"), on="unified_id", how="left")
+        # Only the columns write-back can carry: the scores' reasons and contributions are JSON
+        # that would be decoded for every lead for nothing.
         .join(
-            frames.read(store, "nurture_assignments").select(
+            frames.read(
+                store,
+                "scores",
+                ["unified_id", "fit_score", "engagement_score", "score", "temperature"],
+            ),
+            on="unified_id",
+            how="left",
+        )
+        .join(
+            frames.read(
+                store,
+                "nurture_assignments",
+                ["unified_id", "template_id", "next_subject", "next_content_url", "body"],
+            ).select(
                 "unified_id",
                 pl.col("template_id").alias("next_template_id"),
                 "next_subject",

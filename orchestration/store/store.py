@@ -393,16 +393,30 @@ class StateStore:
                 conn.execute(table.insert(), rows[start : start + _CHUNK])
 
     def read_frame(
-        self, name: str, schema: Mapping[str, pl.DataType] | None = None
+        self,
+        name: str,
+        schema: Mapping[str, pl.DataType] | None = None,
+        columns: Sequence[str] | None = None,
     ) -> pl.DataFrame:
-        """Read a derived frame back; `schema` restores dtypes (lists from JSON, UTC datetimes)."""
-        if not sa.inspect(self.engine).has_table(name):
+        """Read a derived frame back; `schema` restores dtypes (lists from JSON, UTC datetimes).
+
+        `columns` reads only those (in that order): a caller that needs two columns of a wide
+        frame does not pay for reading and JSON-decoding the rest."""
+        if columns is not None and schema is not None:
+            schema = {c: schema[c] for c in columns}
+        inspector = sa.inspect(self.engine)
+        if not inspector.has_table(name):
             return pl.DataFrame(schema=dict(schema) if schema else None)
+        select = "*"
+        if columns is not None:
+            stored = {c["name"] for c in inspector.get_columns(name)}
+            # A column the stored frame predates reads as nulls, as with SELECT *.
+            select = ", ".join(f'"{c}"' for c in columns if c in stored) or "1"
         with self.engine.connect() as conn:
-            result = conn.execute(sa.text(f'SELECT * FROM "{name}"'))
-            columns = list(result.keys())
+            result = conn.execute(sa.text(f'SELECT {select} FROM "{name}"'))
+            names = list(result.keys())
             rows = result.fetchall()
-        data = {c: [r[i] for r in rows] for i, c in enumerate(columns)}
+        data = {c: [r[i] for r in rows] for i, c in enumerate(names)}
         if schema is None:
             return pl.DataFrame(data)
         out: dict[str, pl.Series] = {}
