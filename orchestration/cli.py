@@ -96,6 +96,12 @@ def _print_summary(title: str, summary: "SyncSummary") -> None:
         f"records merged into another: [bold]{summary.merged_records}[/]   "
         f"records in quarantine: [bold]{summary.quarantined_records}[/]"
     )
+    if summary.normalize:
+        norm = summary.normalize
+        console.print(
+            f"normalised: {norm.get('mode', '?')}, "
+            f"{norm.get('records_normalized', 0)} person record(s)"
+        )
     if summary.identity:
         ident = summary.identity
         waiting = int(ident.get("review_pairs", 0))

@@ -41,6 +41,8 @@ class SyncSummary:
     quarantined_records: int = 0
     unified_leads: int = 0
     merged_records: int = 0
+    # How normalisation ran: "full" or "incremental", and how many person records it redid.
+    normalize: dict[str, Any] = field(default_factory=dict)
     # How identity ran: "full" or "incremental", records matched, pairs waiting for a person.
     identity: dict[str, Any] = field(default_factory=dict)
     leads_by_stage: dict[str, int] = field(default_factory=dict)
@@ -228,6 +230,10 @@ def summarise(result: dg.ExecuteInProcessResult, *, dry_run: bool) -> SyncSummar
             if meta.get(key, {}).get("stopped_for_budget"):
                 summary.notes.append(f"{key}: stopped at the daily API budget's reserve")
     summary.quarantined_records = int(meta.get("leads/normalized", {}).get("quarantined", 0))
+    normalized = meta.get("leads/normalized", {})
+    summary.normalize = {
+        k: normalized[k] for k in ("mode", "records_normalized") if k in normalized
+    }
     ident = meta.get("leads/identity", {})
     summary.merged_records = int(ident.get("merged_records", 0))
     shown = ("mode", "records_matched", "newly_merged", "review_pairs")

@@ -49,7 +49,7 @@ def _versions(store: StateStore) -> list[int]:
         return [v for (v,) in conn.execute(sa.select(tables.schema_version.c.version))]
 
 
-def test_v1_store_gains_crm_stamp_and_keeps_its_rows(fresh_url: str) -> None:
+def test_v1_store_gains_crm_stamp_and_change_time_and_keeps_its_rows(fresh_url: str) -> None:
     engine = sa.create_engine(fresh_url, poolclass=sa.NullPool)
     with engine.begin() as conn:
         for statement in V1_SQL[engine.dialect.name]:
@@ -59,14 +59,17 @@ def test_v1_store_gains_crm_stamp_and_keeps_its_rows(fresh_url: str) -> None:
 
     store = StateStore(fresh_url)
     columns = {c["name"] for c in sa.inspect(store.engine).get_columns("source_records")}
-    assert "crm_modified_at" in columns
-    assert _versions(store) == [1, tables.SCHEMA_VERSION]
+    assert {"crm_modified_at", "changed_at"} <= columns
+    assert _versions(store) == [1, 2, 3] and tables.SCHEMA_VERSION == 3
     # The old row is still there; its CRM stamp falls back to the stored one.
     inventory = store.source_inventory("hubspot", "contacts")
     assert inventory["source_id"].to_list() == ["1"]
     assert inventory["crm_modified_at"].to_list() == [now]
+    # Without a change time it counts as edited: the first normalisation after the upgrade
+    # reads it like any record it has not seen.
+    assert store.source_snapshot("hubspot", "contacts").edited.to_list() == ["1"]
     StateStore(fresh_url)  # a second open applies nothing twice
-    assert _versions(store) == [1, tables.SCHEMA_VERSION]
+    assert _versions(store) == [1, 2, 3]
 
 
 def test_workers_opening_a_new_store_at_once_create_it_once(fresh_url: str) -> None:

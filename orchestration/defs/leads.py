@@ -1,7 +1,10 @@
 """Lead assets: normalise, resolve identity, build golden records and timelines, score, stage."""
 
+import hashlib
+import json
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 
 import dagster as dg
 import polars as pl
@@ -13,9 +16,9 @@ from orchestration.defs.resources import (
     LeadDefinitionResource,
     StateStoreResource,
 )
-from orchestration.funnel import identity, normalize, quality, scoring, stages, unify
+from orchestration.funnel import identity, model, normalize, quality, scoring, stages, unify
 from orchestration.funnel.definition import LeadDefinition
-from orchestration.store import StateStore, tables
+from orchestration.store import SOURCE_ID, SourceSnapshot, StateStore, tables
 
 RAW_SOURCES = (
     ("hubspot", "contacts"),
@@ -41,9 +44,42 @@ RAW_SOURCES = (
 _QUARANTINE_LOGGED = 20
 
 
+def source_snapshots(store: StateStore) -> dict[str, SourceSnapshot]:
+    """Every stored CRM object, keyed "<system>:<object>", with what was pulled since the last
+    normalisation."""
+    return {f"{s}:{o}": store.source_snapshot(s, o) for s, o in RAW_SOURCES}
+
+
 def raw_frames(store: StateStore) -> dict[str, pl.DataFrame]:
     """Every stored CRM object as a frame of strings, keyed "<system>:<object>"."""
-    return {f"{s}:{o}": store.source_frame(s, o) for s, o in RAW_SOURCES}
+    return {key: snap.records for key, snap in source_snapshots(store).items()}
+
+
+def normalize_basis(definition: LeadDefinition) -> str:
+    """What normalised records depend on besides the records: the field mappings and the
+    normalising code. When it changes, every record is normalised again."""
+    digest = hashlib.sha256(json.dumps(definition.field_mappings, sort_keys=True).encode())
+    for module in (normalize, model, quality):
+        digest.update(Path(str(module.__file__)).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _people_to_normalize(snaps: dict[str, SourceSnapshot]) -> dict[str, pl.DataFrame]:
+    """The raw frames with the person objects cut down to the records whose normalised form may
+    have changed: the ones edited since (not echoes of leadsync's write-back, which touch only
+    fields normalisation does not read), and the Contacts of an Account edited since (a Contact
+    takes its company from its Account)."""
+    raw = {key: snap.records for key, snap in snaps.items()}
+    for key in normalize.LEAD_SOURCES:
+        snap = snaps.get(key)
+        if snap is None or snap.keyed.is_empty():
+            continue
+        touched = pl.col(SOURCE_ID).is_in(snap.edited.implode())
+        accounts = snaps.get("salesforce:Account")
+        if key == "salesforce:Contact" and accounts is not None and "AccountId" in snap.keyed:
+            touched = touched | pl.col("AccountId").is_in(accounts.edited.implode())
+        raw[key] = snap.keyed.filter(touched).drop(SOURCE_ID)
+    return raw
 
 
 _LEADS = {"group_name": "leads", "kinds": {"polars", "sqlite"}}
@@ -69,10 +105,32 @@ def leads_normalized(
 ) -> dg.MaterializeResult:
     """Every CRM person record mapped to the canonical lead model, normalised and checked."""
     store = state_store.store()
-    raw = raw_frames(store)
-    mapped = normalize.normalize_leads(raw, lead_definition.definition().field_mappings)
+    definition = lead_definition.definition()
+    snaps = source_snapshots(store)
+    raw = {key: snap.records for key, snap in snaps.items()}
+    basis = normalize_basis(definition)
+    previous = frames.read(store, "leads_normalized")
+    # Person records are normalised again only when they (or their Account) were pulled since:
+    # phones, romaji and company keys cost per record. Anything that changes the result for
+    # every record (mappings, the normaliser's code) normalises them all again.
+    incremental = (
+        previous.height > 0
+        and store.read_frame("normalize_basis").to_dicts() == [{"basis": basis}]
+        and not any(snap.complete for snap in snaps.values() if snap.keyed.height)
+    )
+    mapped = normalize.normalize_leads(
+        _people_to_normalize(snaps) if incremental else raw, definition.field_mappings
+    )
     # A record that cannot be trusted waits in quarantine with its reason; the run goes on.
-    leads, quarantined = quality.quarantine(mapped)
+    fresh, rejected = quality.quarantine(mapped)
+    if incremental:
+        redone = mapped.select("record_id")
+        fresh = pl.concat([previous.join(redone, on="record_id", how="anti"), fresh])
+        rejected = pl.concat(
+            [frames.read(store, "quarantined").join(redone, on="record_id", how="anti"), rejected]
+        )
+    leads = normalize.merged_away_are_deleted(fresh).sort("record_id")
+    quarantined = rejected.sort("record_id")
     # Named in the run log for whoever fixes the CRM (the log redacts the addresses themselves).
     for row in quarantined.head(_QUARANTINE_LOGGED).iter_rows(named=True):
         context.log.warning(f"quarantined {row['record_id']}: {row['field']}: {row['reason']}")
@@ -82,9 +140,15 @@ def leads_normalized(
     frames.write(store, "quarantined", quarantined)
     frames.write(store, "activities_normalized", normalize.normalize_activities(raw))
     frames.write(store, "outcomes", normalize.normalize_outcomes(raw))
+    store.replace_frame("normalize_basis", pl.DataFrame([{"basis": basis}]))
+    # Only now that the results are stored: a failed run leaves the change for the next one.
+    for snap in snaps.values():
+        store.save_source_snapshot(snap)
     by_system = leads.group_by("source_system").len().sort("source_system")
     return dg.MaterializeResult(
         metadata={
+            "mode": "incremental" if incremental else "full",
+            "records_normalized": mapped.height,
             "records": len(leads),
             "records_by_system": {r["source_system"]: r["len"] for r in by_system.to_dicts()},
             "quarantined": len(quarantined),

@@ -85,7 +85,7 @@ def writeback_plan(
     # Only the objects leadsync writes to: re-reading every pulled source (page views included)
     # here would repeat the normalize step's I/O for nothing.
     objects = {(row["system"], row["object"]) for row in definition.writeback_field_rows()}
-    targets_raw = {f"{s}:{o}": store.source_frame(s, o) for s, o in objects}
+    targets_raw = {f"{s}:{o}": store.source_snapshot(s, o).records for s, o in objects}
     current = writeback.current_values(targets_raw, definition)
     last_written = store.read_table(tables.writeback_ledger, WRITTEN_SCHEMA)
     # Writes a CRM committed without the answer reaching us (a kill mid-batch, a 504 after the

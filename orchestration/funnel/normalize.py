@@ -1212,10 +1212,10 @@ def normalize_leads(
         parts.append(mapped)
     if not parts:
         return empty_frame(CANONICAL_LEAD_SCHEMA)
-    return _merged_away_are_deleted(_finish_leads(pl.concat(parts, how="diagonal_relaxed")))
+    return merged_away_are_deleted(_finish_leads(pl.concat(parts, how="diagonal_relaxed")))
 
 
-def _merged_away_are_deleted(leads: pl.DataFrame) -> pl.DataFrame:
+def merged_away_are_deleted(leads: pl.DataFrame) -> pl.DataFrame:
     """A HubSpot contact merged into another vanishes from HubSpot without being archived; only the
     survivor's `hs_merged_object_ids` tells. A stored copy of it must not stay alive as a lead."""
     merged_away = (

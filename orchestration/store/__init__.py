@@ -1,5 +1,19 @@
 """The state store: SQLAlchemy Core tables and bulk helpers (SQLite default, PostgreSQL by URL)."""
 
-from orchestration.store.store import DEFAULT_DB_URL, RunLockTimeout, StateStore, field_text
+from orchestration.store.store import (
+    DEFAULT_DB_URL,
+    SOURCE_ID,
+    RunLockTimeout,
+    SourceSnapshot,
+    StateStore,
+    field_text,
+)
 
-__all__ = ["DEFAULT_DB_URL", "RunLockTimeout", "StateStore", "field_text"]
+__all__ = [
+    "DEFAULT_DB_URL",
+    "SOURCE_ID",
+    "RunLockTimeout",
+    "SourceSnapshot",
+    "StateStore",
+    "field_text",
+]

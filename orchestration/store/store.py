@@ -1,17 +1,19 @@
 """Bulk reads and writes of the state store.
 
 SQLite by default (a file, no server), PostgreSQL by URL. Frames go in and out as polars; derived
-frames are stored whole per table (`replace_frame`) and raw CRM records are upserted by key, so a
+frames are stored whole as Parquet (`replace_frame`) and raw CRM records are upserted by key, so a
 re-pulled record overwrites its previous version.
 """
 
 import fcntl
 import hashlib
+import io
 import json
 import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -48,6 +50,10 @@ class RunLockTimeout(TimeoutError):
 # Schema steps after version 1, oldest first; each runs once per database, in one transaction.
 _MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
     (2, ("ALTER TABLE source_records ADD COLUMN crm_modified_at {timestamp}",)),
+    # 3: derived frames move to `derived_frames` (create_all makes it); each old frame table is
+    # read once more and dropped when its frame is next written (`replace_frame`). Raw records
+    # learn when someone other than leadsync's write-back last changed them.
+    (3, ("ALTER TABLE source_records ADD COLUMN changed_at {timestamp}",)),
 )
 
 
@@ -69,6 +75,40 @@ def _sa_type(dtype: pl.DataType) -> sa.types.TypeEngine[Any]:
     if dtype == pl.Date():
         return sa.Date()
     return sa.Text()  # strings, and lists/structs as JSON text
+
+
+@dataclass(frozen=True)
+class _Stored:
+    """A raw record as stored: what an upsert compares a re-pulled version with."""
+
+    payload: dict[str, Any]
+    modified_at: datetime | None
+    is_deleted: bool
+    changed_at: datetime | None
+
+
+# The record id column of a raw snapshot (the stored key, whatever the CRM calls its id field).
+SOURCE_ID = "__source_id"
+
+
+@dataclass(frozen=True)
+class SourceSnapshot:
+    """Every stored record of one CRM object, keyed by `SOURCE_ID` (`keyed`); the ids of those
+    decoded into it by this read (`changed`), and of those among them that someone other than
+    leadsync's write-back edited (`edited`); whether this read built it from nothing
+    (`complete`: every record is new to its reader); the latest `pulled_at` it holds."""
+
+    name: str
+    keyed: pl.DataFrame
+    changed: pl.Series
+    edited: pl.Series
+    complete: bool
+    pulled_through: datetime | None
+
+    @property
+    def records(self) -> pl.DataFrame:
+        """The records as `source_frame` returns them (no key column)."""
+        return self.keyed.drop(SOURCE_ID, strict=False)
 
 
 class StateStore:
@@ -208,7 +248,10 @@ class StateStore:
         A record whose only differences from its stored version are in `echo_fields` (leadsync's
         own write-back fields) and `stamp_fields` (modified-date stamps) is the echo of our own
         write: it keeps its stored stamps, so our writes never look like a person's edit to the
-        rules that prefer the most recently updated record. Returns how many such echoes there were.
+        rules that prefer the most recently updated record, nor as an edit to the steps after the
+        pulls (its `changed_at` stays). A record read again exactly as stored is not written at
+        all. Returns how many records came back with no change but leadsync's own: echoes, and
+        records read again at a cursor's edge.
         """
         previous = self._payloads(system, obj, [str(r["id"]) for r in records])
         ignored = echo_fields | stamp_fields
@@ -222,10 +265,15 @@ class StateStore:
                 )
             )
             modified_at = crm_modified_at = r.get("_modified_at")
+            deleted = bool(r.get("_deleted", False))
+            changed_at: datetime | None = pulled_at
             old = previous.get(str(r["id"]))
-            if old is not None and ignored and _same_except(old[0], payload, ignored):
-                payload.update({k: old[0].get(k) for k in stamp_fields if k in old[0]})
-                modified_at = old[1]
+            if old is not None and old.payload == payload and old.is_deleted == deleted:
+                echoes += 1  # read again at a cursor's edge, unchanged: nothing to store or redo
+                continue
+            if old is not None and ignored and _same_except(old.payload, payload, ignored):
+                payload.update({k: old.payload.get(k) for k in stamp_fields if k in old.payload})
+                modified_at, changed_at = old.modified_at, old.changed_at
                 echoes += 1
             rows.append(
                 {
@@ -235,27 +283,30 @@ class StateStore:
                     "payload": json.dumps(payload, ensure_ascii=False),
                     "modified_at": modified_at,
                     "crm_modified_at": crm_modified_at,
-                    "is_deleted": bool(r.get("_deleted", False)),
+                    "is_deleted": deleted,
                     "pulled_at": pulled_at,
+                    "changed_at": changed_at,
                 }
             )
         self._upsert(tables.source_records, rows, ["system", "object", "source_id"])
         return echoes
 
-    def _payloads(
-        self, system: str, obj: str, ids: Sequence[str]
-    ) -> dict[str, tuple[dict[str, Any], datetime | None]]:
+    def _payloads(self, system: str, obj: str, ids: Sequence[str]) -> dict[str, _Stored]:
         t = tables.source_records
-        out: dict[str, tuple[dict[str, Any], datetime | None]] = {}
+        out: dict[str, _Stored] = {}
         with self.engine.connect() as conn:
             for start in range(0, len(ids), _CHUNK):
-                query = sa.select(t.c.source_id, t.c.payload, t.c.modified_at).where(
+                query = sa.select(
+                    t.c.source_id, t.c.payload, t.c.modified_at, t.c.is_deleted, t.c.changed_at
+                ).where(
                     t.c.system == system,
                     t.c.object == obj,
                     t.c.source_id.in_(ids[start : start + _CHUNK]),
                 )
-                for source_id, payload, modified_at in conn.execute(query):
-                    out[source_id] = (json.loads(payload), modified_at)
+                for source_id, payload, modified_at, deleted, changed_at in conn.execute(query):
+                    out[source_id] = _Stored(
+                        json.loads(payload), modified_at, bool(deleted), changed_at
+                    )
         return out
 
     def source_frame(self, system: str, obj: str) -> pl.DataFrame:
@@ -264,24 +315,71 @@ class StateStore:
         query = sa.select(t.c.payload).where(t.c.system == system, t.c.object == obj)
         with self.engine.connect() as conn:
             payloads = [json.loads(p) for (p,) in conn.execute(query)]
-        if not payloads:
-            return pl.DataFrame()
-        columns = sorted({k for p in payloads for k in p})
-        data = {
-            c: [field_text(p.get(c)) for p in payloads]
-            for c in columns
-            if c != "contact_ids"  # association lists stay lists
-        }
-        frame = pl.DataFrame(data, schema={c: pl.String() for c in data})
-        if "contact_ids" in columns:
-            frame = frame.with_columns(
-                pl.Series(
-                    "contact_ids",
-                    [p.get("contact_ids") or [] for p in payloads],
-                    pl.List(pl.String()),
-                )
+        return _payload_frame(payloads)
+
+    def source_snapshot(self, system: str, obj: str) -> SourceSnapshot:
+        """All stored records of one CRM object as a frame of strings, like `source_frame`, from
+        a Parquet snapshot brought up to date by decoding only the records pulled since it was
+        last saved (new, edited, echoes of write-back, deletions). Sorted by record id, so the
+        result does not depend on the order the records arrived in.
+
+        Reading does not move the snapshot: the step that consumes the change saves it
+        (`save_source_snapshot`) once its own results are stored, so a failed run leaves the
+        change for the next one."""
+        name = f"source:{system}:{obj}"
+        t, d = tables.source_records, tables.derived_frames
+        with self.engine.connect() as conn:
+            mark = conn.execute(
+                sa.select(d.c.pulled_through).where(d.c.name == name)
+            ).scalar_one_or_none()
+            query = sa.select(t.c.source_id, t.c.payload, t.c.pulled_at, t.c.changed_at).where(
+                t.c.system == system, t.c.object == obj
             )
-        return frame
+            if mark is not None:
+                query = query.where(t.c.pulled_at > mark)
+            rows = conn.execute(query).fetchall()
+        changed = pl.Series(SOURCE_ID, [r[0] for r in rows], pl.String())
+        # Echoes of leadsync's own write-back keep their `changed_at`: in the snapshot (the
+        # write-back plan reads the values they carry), not among the records edited since.
+        edited = pl.Series(
+            SOURCE_ID,
+            [r[0] for r in rows if mark is None or r[3] is None or _aware(r[3]) > _aware(mark)],
+            pl.String(),
+        )
+        fields = _payload_frame([json.loads(r[1]) for r in rows])
+        delta = (
+            pl.concat([changed.to_frame(), fields], how="horizontal")
+            if fields.width
+            else changed.to_frame()
+        )
+        if mark is None:
+            frame = delta
+        else:
+            frame = self.read_frame(name)
+            if rows:
+                frame = pl.concat(
+                    [frame.filter(~pl.col(SOURCE_ID).is_in(changed.implode())), delta],
+                    how="diagonal_relaxed",
+                )
+        through = max(
+            (v for v in (_utc(r[2]) for r in rows) if isinstance(v, datetime)), default=None
+        )
+        return SourceSnapshot(
+            name=name,
+            keyed=frame.sort(SOURCE_ID) if rows else frame,
+            changed=changed,
+            edited=edited,
+            complete=mark is None,
+            pulled_through=through,
+        )
+
+    def save_source_snapshot(self, snapshot: SourceSnapshot) -> None:
+        """Store a snapshot read by `source_snapshot`: the next read decodes only what is pulled
+        after it."""
+        if snapshot.pulled_through is not None:
+            self.replace_frame(
+                snapshot.name, snapshot.keyed, pulled_through=snapshot.pulled_through
+            )
 
     def source_inventory(self, system: str, obj: str) -> pl.DataFrame:
         """Every stored record of one object: `source_id`, the CRM stamp last seen
@@ -315,7 +413,8 @@ class StateStore:
         Returns how many live records changed."""
         field_name, value = flag
         rows = []
-        for source_id, (payload, _) in self._payloads(system, obj, list(ids)).items():
+        for source_id, stored in self._payloads(system, obj, list(ids)).items():
+            payload = stored.payload
             if payload.get(field_name) != value:
                 payload[field_name] = value
                 rows.append({"sid": source_id, "p": json.dumps(payload, ensure_ascii=False)})
@@ -328,7 +427,7 @@ class StateStore:
                     t.c.object == obj,
                     t.c.source_id == sa.bindparam("sid"),
                 )
-                .values(payload=sa.bindparam("p"), is_deleted=True, pulled_at=at)
+                .values(payload=sa.bindparam("p"), is_deleted=True, pulled_at=at, changed_at=at)
             )
             with self.engine.begin() as conn:
                 for start in range(0, len(rows), _CHUNK):
@@ -366,31 +465,26 @@ class StateStore:
 
     # ---- derived frames --------------------------------------------------------------------
 
-    def replace_frame(self, name: str, frame: pl.DataFrame) -> None:
-        """Replace table `name` with the frame (list and struct columns stored as JSON)."""
-        table = sa.Table(
-            name,
-            sa.MetaData(),
-            *(sa.Column(c, _sa_type(frame.schema[c])) for c in frame.columns),
-        )
-        encoded = frame.with_columns(
-            pl.col(c).map_elements(
-                lambda v: json.dumps(
-                    v.to_list() if isinstance(v, pl.Series) else v,
-                    ensure_ascii=False,
-                    default=_json_default,
-                ),
-                return_dtype=pl.String(),
-            )
-            for c, dt in frame.schema.items()
-            if isinstance(dt, pl.List | pl.Struct)
-        )
+    def replace_frame(
+        self, name: str, frame: pl.DataFrame, *, pulled_through: datetime | None = None
+    ) -> None:
+        """Replace the derived frame `name` (stored as one Parquet file, dtypes intact)."""
+        buffer = io.BytesIO()
+        frame.write_parquet(buffer, compression="zstd", statistics=False)
+        t = tables.derived_frames
+        row = {
+            "name": name,
+            "data": buffer.getvalue(),
+            "row_count": frame.height,
+            "updated_at": datetime.now(UTC),
+            "pulled_through": pulled_through,
+        }
         with self.engine.begin() as conn:
-            table.drop(conn, checkfirst=True)
-            table.create(conn)
-            rows = encoded.to_dicts()
-            for start in range(0, len(rows), _CHUNK):
-                conn.execute(table.insert(), rows[start : start + _CHUNK])
+            conn.execute(t.delete().where(t.c.name == name))
+            conn.execute(t.insert(), [row])
+            # A store from before frames were Parquet kept each one as a table of its own.
+            if name not in tables.metadata.tables and sa.inspect(conn).has_table(name):
+                conn.exec_driver_sql(f'DROP TABLE "{name}"')
 
     def read_frame(
         self,
@@ -398,19 +492,46 @@ class StateStore:
         schema: Mapping[str, pl.DataType] | None = None,
         columns: Sequence[str] | None = None,
     ) -> pl.DataFrame:
-        """Read a derived frame back; `schema` restores dtypes (lists from JSON, UTC datetimes).
-
-        `columns` reads only those (in that order): a caller that needs two columns of a wide
-        frame does not pay for reading and JSON-decoding the rest."""
+        """Read a derived frame back, cast to `schema` when given (a column the stored frame
+        predates reads as nulls). `columns` reads only those, in that order: a step that needs
+        two columns of a wide frame does not pay for decoding the rest."""
         if columns is not None and schema is not None:
             schema = {c: schema[c] for c in columns}
+        t = tables.derived_frames
+        with self.engine.connect() as conn:
+            found = conn.execute(sa.select(t.c.data, t.c.row_count).where(t.c.name == name)).first()
+        if found is None:
+            return self._read_table_frame(name, schema, columns)
+        data, rows = found
+        stored = pl.read_parquet_schema(io.BytesIO(data))
+        wanted = list(columns) if columns is not None else list(schema or stored)
+        present = [c for c in wanted if c in stored]
+        frame = (
+            pl.read_parquet(io.BytesIO(data), columns=present)
+            if present
+            else pl.DataFrame({"_": pl.repeat(None, rows, eager=True)})
+        )
+        if schema is None:
+            return frame.select(present)
+        missing = [pl.lit(None, dtype=d).alias(c) for c, d in schema.items() if c not in stored]
+        return frame.with_columns(missing).select(
+            pl.col(c).cast(dtype) for c, dtype in schema.items()
+        )
+
+    def _read_table_frame(
+        self,
+        name: str,
+        schema: Mapping[str, pl.DataType] | None,
+        columns: Sequence[str] | None,
+    ) -> pl.DataFrame:
+        """A frame kept as a table of its own (a store from before Parquet frames, or one of the
+        store's own tables), JSON list and struct columns decoded."""
         inspector = sa.inspect(self.engine)
         if not inspector.has_table(name):
             return pl.DataFrame(schema=dict(schema) if schema else None)
         select = "*"
         if columns is not None:
             stored = {c["name"] for c in inspector.get_columns(name)}
-            # A column the stored frame predates reads as nulls, as with SELECT *.
             select = ", ".join(f'"{c}"' for c in columns if c in stored) or "1"
         with self.engine.connect() as conn:
             result = conn.execute(sa.text(f'SELECT {select} FROM "{name}"'))
@@ -515,9 +636,36 @@ def field_text(value: object) -> str | None:
     return str(value)
 
 
+def _aware(value: datetime) -> datetime:
+    """A stored time as UTC (SQLite drops the zone)."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
 def _utc(value: object) -> object:
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
     if isinstance(value, datetime) and value.tzinfo is None:
         return value.replace(tzinfo=UTC)
     return value
+
+
+def _payload_frame(payloads: Sequence[Mapping[str, Any]]) -> pl.DataFrame:
+    """Raw payloads -> one string column per field (association lists stay lists)."""
+    if not payloads:
+        return pl.DataFrame()
+    columns = sorted({k for p in payloads for k in p})
+    data = {
+        c: [field_text(p.get(c)) for p in payloads]
+        for c in columns
+        if c != "contact_ids"  # association lists stay lists
+    }
+    frame = pl.DataFrame(data, schema={c: pl.String() for c in data})
+    if "contact_ids" in columns:
+        frame = frame.with_columns(
+            pl.Series(
+                "contact_ids",
+                [p.get("contact_ids") or [] for p in payloads],
+                pl.List(pl.String()),
+            )
+        )
+    return frame

@@ -7,7 +7,7 @@ canonical polars schemas in `orchestration.funnel.model`.
 
 import sqlalchemy as sa
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 metadata = sa.MetaData()
 
@@ -32,6 +32,9 @@ source_records = sa.Table(
     sa.Column("crm_modified_at", sa.DateTime(timezone=True)),
     sa.Column("is_deleted", sa.Boolean, nullable=False, default=False),
     sa.Column("pulled_at", sa.DateTime(timezone=True), nullable=False),
+    # When a pull (or reconciliation) last stored a change that was not an echo of leadsync's own
+    # write-back: what the steps after the pulls redo. Null in rows stored before version 3.
+    sa.Column("changed_at", sa.DateTime(timezone=True)),
     sa.Index("ix_source_records_pulled", "system", "object", "pulled_at"),
 )
 
@@ -124,4 +127,18 @@ identity_decisions = sa.Table(
     sa.Column("decided_by", sa.String(128), nullable=False),
     sa.Column("decided_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("note", sa.Text),
+)
+
+# Derived frames (normalised leads, identity, scores, stages, ...), one Parquet file per frame:
+# a step reads and writes a whole frame in one round trip, only the columns it needs, with
+# its polars dtypes intact (lists and structs included), on SQLite and PostgreSQL alike.
+derived_frames = sa.Table(
+    "derived_frames",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("data", sa.LargeBinary, nullable=False),
+    sa.Column("row_count", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    # A snapshot of raw records (`StateStore.source_snapshot`): the latest `pulled_at` it holds.
+    sa.Column("pulled_through", sa.DateTime(timezone=True)),
 )

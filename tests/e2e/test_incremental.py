@@ -1,0 +1,136 @@
+"""An incremental sync redoes only what changed, and ends where a sync from scratch would.
+
+After a first sync, the CRMs change as their users would change them (a new phone and title on
+a HubSpot contact, a renamed Salesforce Account, a new title on a Lead, a logged call, a deleted
+Lead). The next sync normalises only the person records pulled since (and the Contacts of the
+renamed Account); every derived frame of normalisation then equals what a new state store gets
+from the same CRMs in one full sync."""
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import polars as pl
+import pytest
+
+from connectors.sandbox.server import Sandboxes
+from orchestration.defs import frames
+from orchestration.runner import SyncSummary, run_sync
+from orchestration.store import StateStore
+from tests.e2e.conftest import db_url_in, worker_env
+
+pytestmark = pytest.mark.e2e
+
+NORMALIZED_FRAMES = ("leads_normalized", "quarantined", "activities_normalized", "outcomes")
+
+
+@pytest.fixture(scope="module")
+def box(backend: str) -> Iterator[Sandboxes]:
+    with Sandboxes(size=150, seed=44) as sandboxes:
+        yield sandboxes
+
+
+def _change_the_crms(box: Sandboxes) -> dict[str, list[str]]:
+    """Edits through the emulators' own write paths (the ones their APIs use), as CRM users
+    make them. Returns the record ids touched, per kind of change."""
+    hs, sf = box.hubspot, box.salesforce
+    now = datetime.now(UTC)
+    with hs._lock:
+        contact = next(r for r in hs._stores["contacts"].records.values() if not r.archived)
+        hs._apply(
+            "contacts",
+            contact,
+            {"phone": "+81 90-1234-5678", "jobtitle": "営業部長"},
+            int(now.timestamp() * 1000),
+        )
+        hs._version += 1
+    user = sf.integration_user_id
+    with sf._lock:
+        contacts = [c for c in sf._data["Contact"].values() if not c.get("IsDeleted")]
+        account_id = str(next(c["AccountId"] for c in contacts if c.get("AccountId")))
+        account = sf._data["Account"][account_id]
+        sf._commit(
+            sf._prepare_update(
+                sf._object_or_raise("Account"), account, {"Name": "Renamed K.K."}, user
+            ),
+            user,
+        )
+        leads = [
+            r
+            for r in sf._data["Lead"].values()
+            if not r.get("IsDeleted") and not r.get("IsConverted")
+        ]
+        titled, called = leads[0], leads[1]
+        sf._commit(
+            sf._prepare_update(sf._object_or_raise("Lead"), titled, {"Title": "CTO"}, user), user
+        )
+        call = {
+            "WhoId": called["Id"],
+            "Subject": "Call: pricing follow-up",
+            "TaskSubtype": "Call",
+            "Type": "Call",
+            "Status": "Completed",
+            "ActivityDate": now.date().isoformat(),
+        }
+        sf._commit(sf._prepare_insert(sf._object_or_raise("Task"), call, user), user)
+    return {
+        "hubspot_contact": [f"hubspot:contacts:{contact.id}"],
+        "account_contacts": [
+            f"salesforce:Contact:{c['Id']}" for c in contacts if c.get("AccountId") == account_id
+        ],
+        "lead": [f"salesforce:Lead:{titled['Id']}"],
+    }
+
+
+@pytest.fixture(scope="module")
+def runs(
+    box: Sandboxes, backend: str, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[SyncSummary, SyncSummary, dict[str, list[str]], str, str]:
+    # Dry runs: no write-back, so the CRMs hold exactly what the users changed and a new store
+    # sees the same records the old one does.
+    db_url = db_url_in(tmp_path_factory, "incremental", backend)
+    with worker_env(box, db_url):
+        first = run_sync()
+        changed = _change_the_crms(box)
+        second = run_sync()
+    scratch_url = db_url_in(tmp_path_factory, "scratch", backend)
+    with worker_env(box, scratch_url):
+        assert run_sync().normalize["mode"] == "full"
+    return first, second, changed, db_url, scratch_url
+
+
+def test_the_first_sync_normalises_everything(runs: tuple) -> None:
+    first, *_ = runs
+    assert first.success
+    assert first.normalize["mode"] == "full"
+    assert first.normalize["records_normalized"] == sum(
+        n
+        for key, n in first.records_by_object.items()
+        if key.count(":") == 1
+        and key in ("hubspot:contacts", "salesforce:Lead", "salesforce:Contact")
+    )
+
+
+def test_the_next_sync_normalises_only_the_changed_people(runs: tuple) -> None:
+    _, second, changed, db_url, _ = runs
+    assert second.success
+    assert second.normalize["mode"] == "incremental"
+    expected = {rid for ids in changed.values() for rid in ids}
+    assert len(changed["account_contacts"]) >= 1
+    # The changed contact, the Lead with the new title, the renamed Account's Contacts; the Lead
+    # with the new call changed no field of its own, so it is not normalised again.
+    assert second.normalize["records_normalized"] == len(expected)
+    leads = frames.read(StateStore(db_url), "leads_normalized")
+    contact = leads.filter(pl.col("record_id") == changed["hubspot_contact"][0])
+    assert contact["phone"].to_list() == ["+819012345678"]
+    renamed = leads.filter(pl.col("record_id").is_in(changed["account_contacts"]))
+    assert set(renamed["company"].to_list()) == {"Renamed K.K."}
+
+
+def test_what_it_normalised_equals_a_sync_from_scratch(runs: tuple) -> None:
+    *_, db_url, scratch_url = runs
+    for name in NORMALIZED_FRAMES:
+        kept = frames.read(StateStore(db_url), name)
+        scratch = frames.read(StateStore(scratch_url), name)
+        key = [c for c in ("record_id", "activity_id", "opportunity_id", "field") if c in kept]
+        assert kept.height == scratch.height > 0 or name == "quarantined", name
+        assert kept.sort(key).equals(scratch.sort(key)), name
