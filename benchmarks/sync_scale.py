@@ -52,12 +52,19 @@ from connectors.sandbox.server import (
     serve,
 )
 from connectors.sandbox.tls import make_tls
+from orchestration.defs.crm_pull import CURSOR_CLOCK_MARGIN
 
 # 1,000,000 is the issue's size, but the worker and the in-process emulators need about 19 GiB
 # each there (measured linear from 20,000 to 100,000), more than this 24 GiB machine has; `make
 # bench` runs the largest size that fits. `--people 1000000` on a bigger machine.
 DEFAULT_PEOPLE = 100_000
 TARGET_RATIO = 0.05
+# The oldest change an incremental pull reads again: its overlap before the cursor.
+RUN_GAP_S = (
+    max(hs_const.SEARCH_OVERLAP_S, sf_const.PULL_OVERLAP_S)
+    + CURSOR_CLOCK_MARGIN.total_seconds()
+    + 5
+)
 PG_URL_ENV = "LEADSYNC_TEST_PG_URL"
 # Objects whose records are activities in the generator's output (docs/sandbox-data.md).
 HUBSPOT_ACTIVITY_OBJECTS = ("emails", "calls", "meetings", "notes", "tasks", *HUBSPOT_EVENT_OBJECTS)
@@ -521,6 +528,12 @@ def main() -> None:
         help=f"state store in a fresh database on the PostgreSQL server {PG_URL_ENV} names",
     )
     parser.add_argument("--max-rss-gib", type=float, default=18.0)
+    parser.add_argument(
+        "--gap-s",
+        type=float,
+        default=RUN_GAP_S,
+        help="seconds between the full sync and the next run (default: the pulls' overlap)",
+    )
     parser.add_argument("--json", default="", help="also write every figure to this file")
     parser.add_argument("--child", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -549,6 +562,9 @@ def main() -> None:
         # and only reading a record tells an echo from a person's edit). Measured on its own;
         # the 1% change is then measured in the steady state, where a run re-reads only the
         # previous run's write-back.
+        # Scheduled runs are minutes apart: the settle run comes once the pulls' overlap window
+        # (the CRMs' indexing lag plus the clock margin) has passed since the write-back.
+        time.sleep(args.gap_s)
         settle = run_worker(box, db_url, Path(tmp), "settle", limit_mib)
         started = time.perf_counter()
         changed = box.apply_change()

@@ -1,11 +1,12 @@
 """Pull assets: each CRM object pulled incrementally from its stored cursor into the state store."""
 
 from collections.abc import Iterable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import dagster as dg
 
+from connectors.hubspot import constants as hs_const
 from connectors.ratelimit import BudgetExhausted
 from connectors.salesforce import SalesforceConnector
 from orchestration.defs.resources import (
@@ -107,6 +108,22 @@ DELETED_FLAG: dict[str, tuple[str, Any]] = {
     "salesforce": ("IsDeleted", True),
 }
 
+# A completed pull's cursor is the newest stamp it saw or, when later, the moment its query
+# started less this margin. Every record stamped before that moment less the CRM's indexing lag
+# was visible to the query, and the connector starts the next window that lag before the cursor
+# (hubspot SEARCH_OVERLAP_S, salesforce PULL_OVERLAP_S); the margin covers a CRM clock running
+# behind ours. With the newest stamp alone, the last minutes of changes before it (typically the
+# previous run's own write-back) were read again by every run until something newer came.
+CURSOR_CLOCK_MARGIN = timedelta(seconds=60)
+
+
+def cursor_after(high_water: datetime | None, started: datetime) -> datetime:
+    """Where the next incremental pull of an object starts, after a complete pull that began at
+    `started` and saw modification stamps up to `high_water`."""
+    safe = started - CURSOR_CLOCK_MARGIN
+    return safe if high_water is None else max(high_water, safe)
+
+
 # getDeleted keeps its own cursor per object, stored beside the pull's under this suffix.
 DELETES_CURSOR_SUFFIX = "#deleted"
 
@@ -172,6 +189,7 @@ def _pull_hubspot(
     stopped = False
     for object_type in object_types:
         since = None if settings.full else store.get_cursor("hubspot", object_type)
+        started = datetime.now(UTC)
         pages = connector.pull(
             object_type,
             hubspot_properties(object_type, definition),
@@ -196,7 +214,12 @@ def _pull_hubspot(
             deleted[object_type], _, _, stopped = _store_pages(
                 store, "hubspot", object_type, archived, definition
             )
-        store.set_cursor("hubspot", object_type, high_water)
+        # Events are filtered on when they happened, not when HubSpot stored them: their
+        # cursor stays the newest time seen.
+        events = object_type in hs_const.EVENT_TYPES
+        store.set_cursor(
+            "hubspot", object_type, high_water if events else cursor_after(high_water, started)
+        )
         if stopped:
             break
         context.log.info(f"hubspot {object_type}: {pulled[object_type]} records since {since}")
@@ -238,7 +261,9 @@ def _pull_salesforce(
         echoes += echo
         # SOQL pulls run oldest SystemModstamp first: even a pull stopped for the budget leaves a
         # cursor the next run can resume from.
-        store.set_cursor("salesforce", sobject, high_water)
+        store.set_cursor(
+            "salesforce", sobject, high_water if stopped else cursor_after(high_water, started)
+        )
         if stopped:
             context.log.warning(f"salesforce {sobject}: stopped for the daily budget")
             break

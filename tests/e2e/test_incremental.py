@@ -6,14 +6,17 @@ Lead). The next sync normalises only the person records pulled since (and the Co
 renamed Account); every derived frame of normalisation then equals what a new state store gets
 from the same CRMs in one full sync."""
 
+import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import polars as pl
 import pytest
 
+from connectors.hubspot import constants as hs_const
+from connectors.salesforce import constants as sf_const
 from connectors.sandbox.server import Sandboxes
-from orchestration.defs import frames
+from orchestration.defs import crm_pull, frames
 from orchestration.runner import SyncSummary, run_sync
 from orchestration.store import StateStore
 from tests.e2e.conftest import db_url_in, worker_env
@@ -134,3 +137,39 @@ def test_what_it_normalised_equals_a_sync_from_scratch(runs: tuple) -> None:
         key = [c for c in ("record_id", "activity_id", "opportunity_id", "field") if c in kept]
         assert kept.height == scratch.height > 0 or name == "quarantined", name
         assert kept.sort(key).equals(scratch.sort(key)), name
+
+
+def test_a_quiet_crm_is_not_read_again(
+    backend: str, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The CRMs' indexing lag and the clock margin shrunk to a second, so the test need not wait
+    # minutes for the pulls' overlap windows to pass.
+    monkeypatch.setattr(hs_const, "SEARCH_OVERLAP_S", 1)
+    monkeypatch.setattr(sf_const, "PULL_OVERLAP_S", 1)
+    monkeypatch.setattr(crm_pull, "CURSOR_CLOCK_MARGIN", timedelta(seconds=1))
+    with Sandboxes(size=60, seed=45) as box:
+        db_url = db_url_in(tmp_path_factory, "quiet", backend)
+        with worker_env(box, db_url, write_mode="live"):
+            first = run_sync()
+            # The next scheduled run, once the overlap has passed since the write-back: it reads
+            # the first run's write-back back, once.
+            time.sleep(2.5)
+            echoes = run_sync()
+            quiet = run_sync()
+    assert first.success and echoes.success and quiet.success
+    assert sum(first.fields_written.values()) > 0
+    assert sum(echoes.records_pulled.values()) > 0
+    # Page views are filtered on when they happened: the newest second of them is read again.
+    read_again = {k: n for k, n in quiet.records_by_object.items() if "web_events" not in k}
+    assert read_again and set(read_again.values()) == {0}, read_again
+
+
+def test_the_cursor_is_the_newest_stamp_or_the_safe_moment_before_the_query() -> None:
+    started = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
+    margin = crm_pull.CURSOR_CLOCK_MARGIN
+    assert crm_pull.cursor_after(None, started) == started - margin
+    older = started - timedelta(hours=1)
+    assert crm_pull.cursor_after(older, started) == started - margin
+    # A CRM clock ahead of ours: never behind what the pull saw.
+    ahead = started + timedelta(seconds=5)
+    assert crm_pull.cursor_after(ahead, started) == ahead
