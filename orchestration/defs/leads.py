@@ -82,6 +82,57 @@ def _people_to_normalize(snaps: dict[str, SourceSnapshot]) -> dict[str, pl.DataF
     return raw
 
 
+# Objects whose records become activity rows, and the field naming a record's parent whose edit
+# makes them again: a Campaign's name and type are in its members' rows.
+_ACTIVITY_OBJECTS = (
+    "hubspot:emails",
+    "hubspot:calls",
+    "hubspot:meetings",
+    "hubspot:web_events",
+    "salesforce:Task",
+    "salesforce:Event",
+    "salesforce:CampaignMember",
+)
+
+
+def _activities_to_normalize(
+    snaps: dict[str, SourceSnapshot],
+) -> tuple[dict[str, pl.DataFrame], pl.Series, pl.Series]:
+    """The records whose activity rows may have changed (edited ones; the members of an edited
+    Campaign; a contact whose page views are edited, since its page-view count row depends on
+    whether it has events), the "system:object:id" of each, and every contact with page-view
+    events."""
+    raw = {key: snap.records for key, snap in snaps.items()}
+    picked: dict[str, pl.Expr] = {
+        key: pl.col(SOURCE_ID).is_in(snaps[key].edited.implode())
+        for key in (*_ACTIVITY_OBJECTS, "hubspot:contacts")
+        if key in snaps
+    }
+    events = snaps.get("hubspot:web_events")
+    with_events = pl.Series("objectId", [], pl.String())
+    if events is not None and "objectId" in events.keyed:
+        with_events = events.keyed["objectId"].unique()
+        new_views = events.keyed.filter(picked["hubspot:web_events"])["objectId"]
+        picked["hubspot:contacts"] = picked["hubspot:contacts"] | pl.col(SOURCE_ID).is_in(
+            new_views.implode()
+        )
+    campaigns = snaps.get("salesforce:Campaign")
+    members = snaps.get("salesforce:CampaignMember")
+    if campaigns is not None and members is not None and "CampaignId" in members.keyed:
+        key = "salesforce:CampaignMember"
+        picked[key] = picked[key] | pl.col("CampaignId").is_in(campaigns.edited.implode())
+    origins: list[pl.Series] = []
+    for key, expr in picked.items():
+        snap = snaps[key]
+        if snap.keyed.is_empty():
+            continue
+        chosen = snap.keyed.filter(expr)
+        raw[key] = chosen.drop(SOURCE_ID)
+        origins.append((f"{key}:" + chosen[SOURCE_ID]).alias("origin"))
+    origin = pl.concat(origins) if origins else pl.Series("origin", [], pl.String())
+    return raw, origin, with_events
+
+
 _LEADS = {"group_name": "leads", "kinds": {"polars", "sqlite"}}
 
 
@@ -138,7 +189,16 @@ def leads_normalized(
         context.log.warning(f"... and {len(quarantined) - _QUARANTINE_LOGGED} more in quarantine")
     frames.write(store, "leads_normalized", leads)
     frames.write(store, "quarantined", quarantined)
-    frames.write(store, "activities_normalized", normalize.normalize_activities(raw))
+    if incremental:
+        changed_raw, origins, with_events = _activities_to_normalize(snaps)
+        activities = normalize.update_activities(
+            frames.read(store, "activities_normalized"), changed_raw, origins, with_events
+        )
+    else:
+        activities = normalize.normalize_activities(raw).sort(
+            "record_id", "occurred_at", "activity_id"
+        )
+    frames.write(store, "activities_normalized", activities)
     frames.write(store, "outcomes", normalize.normalize_outcomes(raw))
     store.replace_frame("normalize_basis", pl.DataFrame([{"basis": basis}]))
     # Only now that the results are stored: a failed run leaves the change for the next one.

@@ -1315,8 +1315,11 @@ def _hubspot_engagements(raw: Mapping[str, pl.DataFrame]) -> list[pl.DataFrame]:
     return out
 
 
-def _hubspot_contact_activities(raw: Mapping[str, pl.DataFrame]) -> list[pl.DataFrame]:
-    """Form conversions and page views carried as contact properties."""
+def _hubspot_contact_activities(
+    raw: Mapping[str, pl.DataFrame], event_contacts: pl.Series | None = None
+) -> list[pl.DataFrame]:
+    """Form conversions and page views carried as contact properties. `event_contacts`: the
+    contact ids that have page-view events (default: the ones in raw web_events)."""
     df = _frame(raw, "hubspot:contacts")
     if df is None:
         return []
@@ -1355,10 +1358,13 @@ def _hubspot_contact_activities(raw: Mapping[str, pl.DataFrame]) -> list[pl.Data
     # Without per-visit events (the Events API is an Enterprise feature) a contact only carries a
     # page-view COUNT and the last visit time: all views become one page_view row at the last
     # visit ("N page views"). Contacts whose visits arrive as events are counted from those.
-    with_events = _frame(raw, "hubspot:web_events")
-    if with_events is not None and "objectId" in with_events.columns:
+    if event_contacts is None:
+        with_events = _frame(raw, "hubspot:web_events")
+        if with_events is not None and "objectId" in with_events.columns:
+            event_contacts = with_events["objectId"]
+    if event_contacts is not None:
         base = base.join(
-            with_events.select(pl.col("objectId").alias("_id")).unique(), on="_id", how="anti"
+            event_contacts.alias("_id").cast(pl.String).unique().to_frame(), on="_id", how="anti"
         )
     views = base.filter(pl.col("views") > 0).select(
         (record_id + ":page_views").alias("activity_id"),
@@ -1519,15 +1525,18 @@ def _salesforce_campaigns(raw: Mapping[str, pl.DataFrame]) -> list[pl.DataFrame]
     return [_activity_frame(frame)]
 
 
-def normalize_activities(raw: Mapping[str, pl.DataFrame]) -> pl.DataFrame:
+def normalize_activities(
+    raw: Mapping[str, pl.DataFrame], *, event_contacts: pl.Series | None = None
+) -> pl.DataFrame:
     """Raw engagement frames -> ACTIVITY_SCHEMA, one row per activity per lead record.
 
     Rows without a lead record, a known activity type or a time are dropped: they cannot be
-    attributed or decayed. Deleted Salesforce activities are ignored.
+    attributed or decayed. Deleted Salesforce activities are ignored. `event_contacts` are the
+    HubSpot contacts with page-view events, when `raw` holds only some of the events.
     """
     parts = [
         *_hubspot_engagements(raw),
-        *_hubspot_contact_activities(raw),
+        *_hubspot_contact_activities(raw, event_contacts),
         *_hubspot_web_events(raw),
         *_salesforce_tasks_events(raw),
         *_salesforce_campaigns(raw),
@@ -1545,6 +1554,24 @@ def normalize_activities(raw: Mapping[str, pl.DataFrame]) -> pl.DataFrame:
         .unique("activity_id", keep="first", maintain_order=True)
         .sort("record_id", "occurred_at", "activity_id")
     )
+
+
+def activity_origin_expr() -> pl.Expr:
+    """The CRM record ("system:object:id") an activity row was made from, read off its id."""
+    return pl.col("activity_id").str.extract(r"^([^:]+:[^:]+:[^:]+)", 1)
+
+
+def update_activities(
+    previous: pl.DataFrame,
+    raw: Mapping[str, pl.DataFrame],
+    origins: pl.Series,
+    event_contacts: pl.Series,
+) -> pl.DataFrame:
+    """`previous` activities with every row made from `origins` (the "system:object:id" of the
+    records in `raw`, which hold those records and nothing else) made again from `raw`."""
+    fresh = normalize_activities(raw, event_contacts=event_contacts)
+    kept = previous.filter(~activity_origin_expr().is_in(origins.implode()))
+    return pl.concat([kept, fresh]).sort("record_id", "occurred_at", "activity_id")
 
 
 # --------------------------------------------------------------------------------------------

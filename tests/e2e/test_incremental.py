@@ -46,6 +46,25 @@ def _change_the_crms(box: Sandboxes) -> dict[str, list[str]]:
             int(now.timestamp() * 1000),
         )
         hs._version += 1
+        # A first page view for a contact that had none: its page-view count row gives way.
+        with_views = {str(e[2].get("objectId")) for e in hs._events}
+        viewer = next(
+            r
+            for r in hs._stores["contacts"].records.values()
+            if not r.archived and str(r.id) not in with_views and r.id != contact.id
+        )
+    hs.load(
+        "web_events",
+        [
+            {
+                "id": "00000000-0000-4000-a000-00000000beef",
+                "occurredAt": now,
+                "eventType": "e_visited_page",
+                "objectId": str(viewer.id),
+                "properties": {"hs_url": "https://example.com/pricing", "hs_title": "Pricing"},
+            }
+        ],
+    )
     user = sf.integration_user_id
     with sf._lock:
         contacts = [c for c in sf._data["Contact"].values() if not c.get("IsDeleted")]
@@ -75,12 +94,27 @@ def _change_the_crms(box: Sandboxes) -> dict[str, list[str]]:
             "ActivityDate": now.date().isoformat(),
         }
         sf._commit(sf._prepare_insert(sf._object_or_raise("Task"), call, user), user)
+        # A renamed Campaign: every member's activity row carries the name.
+        # One whose members' responses are engagement (a webinar registration, a scan, ...).
+        responded = {
+            m.get("CampaignId")
+            for m in sf._data["CampaignMember"].values()
+            if str(m.get("Status", "")).lower() not in ("sent", "")
+        }
+        campaign = next(c for c in sf._data["Campaign"].values() if c["Id"] in responded)
+        sf._commit(
+            sf._prepare_update(
+                sf._object_or_raise("Campaign"), campaign, {"Name": "春のウェビナー 2026"}, user
+            ),
+            user,
+        )
     return {
         "hubspot_contact": [f"hubspot:contacts:{contact.id}"],
         "account_contacts": [
             f"salesforce:Contact:{c['Id']}" for c in contacts if c.get("AccountId") == account_id
         ],
         "lead": [f"salesforce:Lead:{titled['Id']}"],
+        "viewer": [f"hubspot:contacts:{viewer.id}"],
     }
 
 
@@ -117,7 +151,7 @@ def test_the_next_sync_normalises_only_the_changed_people(runs: tuple) -> None:
     _, second, changed, db_url, _ = runs
     assert second.success
     assert second.normalize["mode"] == "incremental"
-    expected = {rid for ids in changed.values() for rid in ids}
+    expected = {rid for kind, ids in changed.items() if kind != "viewer" for rid in ids}
     assert len(changed["account_contacts"]) >= 1
     # The changed contact, the Lead with the new title, the renamed Account's Contacts; the Lead
     # with the new call changed no field of its own, so it is not normalised again.
@@ -127,6 +161,11 @@ def test_the_next_sync_normalises_only_the_changed_people(runs: tuple) -> None:
     assert contact["phone"].to_list() == ["+819012345678"]
     renamed = leads.filter(pl.col("record_id").is_in(changed["account_contacts"]))
     assert set(renamed["company"].to_list()) == {"Renamed K.K."}
+    acts = frames.read(StateStore(db_url), "activities_normalized")
+    viewer = acts.filter(pl.col("record_id") == changed["viewer"][0])
+    assert "pricing_page_view" in viewer["activity_type"].to_list()
+    assert not viewer["activity_id"].str.ends_with(":page_views").any()
+    assert acts.filter(pl.col("detail") == "春のウェビナー 2026").height > 0
 
 
 def test_what_it_normalised_equals_a_sync_from_scratch(runs: tuple) -> None:
