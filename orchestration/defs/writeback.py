@@ -84,21 +84,38 @@ def writeback_plan(
     targets = frames.read(store, "writeback_targets")
     # Only the objects leadsync writes to: re-reading every pulled source (page views included)
     # here would repeat the normalize step's I/O for nothing.
-    objects = {(row["system"], row["object"]) for row in definition.writeback_field_rows()}
-    targets_raw = {f"{s}:{o}": store.source_snapshot(s, o).records for s, o in objects}
+    fields: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for row in definition.writeback_field_rows():
+        fields[(row["system"], row["object"])].add(row["field"])
+    # Only the ids and leadsync's own fields of each record (a contact has dozens more).
+    targets_raw = {
+        f"{s}:{o}": store.source_snapshot(s, o, ["id", "hs_object_id", "Id", *sorted(f)]).records
+        for (s, o), f in fields.items()
+    }
     current = writeback.current_values(targets_raw, definition)
-    last_written = store.read_table(tables.writeback_ledger, WRITTEN_SCHEMA)
     # Writes a CRM committed without the answer reaching us (a kill mid-batch, a 504 after the
     # commit with the retries spent) are in the previous plan and in the CRM, not in the ledger.
+    previous = frames.read(store, "writeback_plan")
     landed = writeback.landed_unledgered(
-        frames.read(store, "writeback_plan"), current, last_written
+        previous, current, _ledger_rows(store, previous["record_id"].unique())
     )
     _ledger(store, landed, _run_id(context))
-    if len(landed):
-        last_written = store.read_table(tables.writeback_ledger, WRITTEN_SCHEMA)
-    plan = writeback.plan_writeback(desired, targets, current, last_written, definition)
+    # The ledger is as long as everything leadsync ever wrote; the plan reads the rows of the
+    # records whose CRM values differ from the desired ones.
+    plan = writeback.plan_writeback(
+        desired, targets, current, lambda ids: _ledger_rows(store, ids), definition
+    )
     frames.write(store, "writeback_plan", plan)
     return dg.MaterializeResult(metadata={**_plan_metadata(plan), "ledgered_late": len(landed)})
+
+
+def _ledger_rows(store: StateStore, record_ids: pl.Series) -> pl.DataFrame:
+    """What leadsync last wrote to these records: (record_id, field, value)."""
+    return store.read_table(
+        tables.writeback_ledger,
+        WRITTEN_SCHEMA,
+        where=("record_id", record_ids.drop_nulls().to_list()),
+    )
 
 
 def _plan_metadata(plan: pl.DataFrame) -> dict[str, Any]:

@@ -28,7 +28,7 @@ Rules:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import polars as pl
 
@@ -159,7 +159,7 @@ def plan_writeback(
     desired: pl.DataFrame,
     targets: pl.DataFrame,
     current: pl.DataFrame,
-    last_written: pl.DataFrame | None,
+    last_written: pl.DataFrame | Callable[[pl.Series], pl.DataFrame] | None,
     definition: LeadDefinition,
 ) -> pl.DataFrame:
     """The fields to write, per CRM record (PLAN_SCHEMA), sorted by system, record and field.
@@ -167,7 +167,9 @@ def plan_writeback(
     `desired`: one row per unified_id with the canonical output columns (stage, scores,
     temperature, next_template_id, next_subject, ...). `targets`: unified_id, record_id,
     source_system, source_object, source_id. `current` and `last_written`: long frames
-    (record_id, field, value) of what each CRM holds now and what leadsync last wrote.
+    (record_id, field, value) of what each CRM holds now and what leadsync last wrote; the
+    latter may be a function from record ids to their rows, asked only for the records whose
+    CRM values differ from the desired ones.
     """
     fields = pl.DataFrame(
         definition.writeback_field_rows(),
@@ -213,19 +215,22 @@ def plan_writeback(
         .join(fields, on=["system", "object"], how="inner")
         .join(long, on=["unified_id", "column"], how="inner")
         .join(_values(current, "current_value"), on=["record_id", "field"], how="left")
-        .join(_values(last_written, "last_value"), on=["record_id", "field"], how="left")
         .with_columns(
             canonical_value(pl.col("new_value")).alias("new_c"),
             canonical_value(pl.col("current_value")).alias("cur_c"),
-            canonical_value(pl.col("last_value")).alias("last_c"),
         )
+        # never blank a value; only what differs from the CRM now
+        .filter(pl.col("new_c").is_not_null() & pl.col("new_c").ne_missing(pl.col("cur_c")))
+    )
+    if callable(last_written):
+        # What leadsync last wrote matters only where the CRM differs: read just those records.
+        last_written = last_written(plan["record_id"].unique())
+    plan = (
+        plan.join(_values(last_written, "last_value"), on=["record_id", "field"], how="left")
+        .with_columns(canonical_value(pl.col("last_value")).alias("last_c"))
         .filter(
-            # never blank a value
-            pl.col("new_c").is_not_null()
-            # only what differs from the CRM now
-            & pl.col("new_c").ne_missing(pl.col("cur_c"))
             # a CRM-owned field a person has changed since our last write stays theirs
-            & ~(
+            ~(
                 (pl.col("owner") == "crm")
                 & pl.col("cur_c").is_not_null()
                 & pl.col("cur_c").ne_missing(pl.col("last_c"))

@@ -53,7 +53,13 @@ _MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
     # 3: derived frames move to `derived_frames` (create_all makes it); each old frame table is
     # read once more and dropped when its frame is next written (`replace_frame`). Raw records
     # learn when someone other than leadsync's write-back last changed them.
-    (3, ("ALTER TABLE source_records ADD COLUMN changed_at {timestamp}",)),
+    (
+        3,
+        (
+            "ALTER TABLE source_records ADD COLUMN changed_at {timestamp}",
+            "CREATE INDEX IF NOT EXISTS ix_writeback_ledger_record ON writeback_ledger (record_id)",
+        ),
+    ),
 )
 
 
@@ -104,6 +110,7 @@ class SourceSnapshot:
     edited: pl.Series
     complete: bool
     pulled_through: datetime | None
+    partial: bool = False
 
     @property
     def records(self) -> pl.DataFrame:
@@ -317,7 +324,9 @@ class StateStore:
             payloads = [json.loads(p) for (p,) in conn.execute(query)]
         return _payload_frame(payloads)
 
-    def source_snapshot(self, system: str, obj: str) -> SourceSnapshot:
+    def source_snapshot(
+        self, system: str, obj: str, columns: Sequence[str] | None = None
+    ) -> SourceSnapshot:
         """All stored records of one CRM object as a frame of strings, like `source_frame`, from
         a Parquet snapshot brought up to date by decoding only the records pulled since it was
         last saved (new, edited, echoes of write-back, deletions). Sorted by record id, so the
@@ -325,7 +334,8 @@ class StateStore:
 
         Reading does not move the snapshot: the step that consumes the change saves it
         (`save_source_snapshot`) once its own results are stored, so a failed run leaves the
-        change for the next one."""
+        change for the next one. With `columns`, only those fields are read (a partial snapshot,
+        which cannot be saved)."""
         name = f"source:{system}:{obj}"
         t, d = tables.source_records, tables.derived_frames
         with self.engine.connect() as conn:
@@ -347,6 +357,8 @@ class StateStore:
             pl.String(),
         )
         fields = _payload_frame([json.loads(r[1]) for r in rows])
+        if columns is not None:
+            fields = fields.select(c for c in columns if c in fields.columns)
         delta = (
             pl.concat([changed.to_frame(), fields], how="horizontal")
             if fields.width
@@ -355,7 +367,9 @@ class StateStore:
         if mark is None:
             frame = delta
         else:
-            frame = self.read_frame(name)
+            frame = self.read_frame(
+                name, columns=None if columns is None else [SOURCE_ID, *columns]
+            )
             if rows:
                 frame = pl.concat(
                     [frame.filter(~pl.col(SOURCE_ID).is_in(changed.implode())), delta],
@@ -371,11 +385,14 @@ class StateStore:
             edited=edited,
             complete=mark is None,
             pulled_through=through,
+            partial=columns is not None,
         )
 
     def save_source_snapshot(self, snapshot: SourceSnapshot) -> None:
         """Store a snapshot read by `source_snapshot`: the next read decodes only what is pulled
         after it."""
+        if snapshot.partial:
+            raise ValueError(f"{snapshot.name}: a snapshot read with `columns` cannot be saved")
         if snapshot.pulled_through is not None:
             self.replace_frame(
                 snapshot.name, snapshot.keyed, pulled_through=snapshot.pulled_through
@@ -562,9 +579,28 @@ class StateStore:
     def upsert(self, table: sa.Table, rows: Sequence[Mapping[str, Any]], keys: list[str]) -> None:
         self._upsert(table, rows, keys)
 
-    def read_table(self, table: sa.Table, schema: Mapping[str, pl.DataType]) -> pl.DataFrame:
+    def read_table(
+        self,
+        table: sa.Table,
+        schema: Mapping[str, pl.DataType],
+        *,
+        where: tuple[str, Sequence[Any]] | None = None,
+    ) -> pl.DataFrame:
+        """A table's `schema` columns as a frame; with `where=(column, values)`, only the rows
+        whose column holds one of the values."""
+        query = sa.select(*(table.c[c] for c in schema))
         with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(*(table.c[c] for c in schema))).fetchall()
+            if where is None:
+                rows = conn.execute(query).fetchall()
+            else:
+                column, values = table.c[where[0]], list(where[1])
+                rows = [
+                    row
+                    for start in range(0, len(values), _CHUNK)
+                    for row in conn.execute(
+                        query.where(column.in_(values[start : start + _CHUNK]))
+                    ).fetchall()
+                ]
         return pl.DataFrame(
             {
                 c: pl.Series(

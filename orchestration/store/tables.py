@@ -90,6 +90,8 @@ writeback_ledger = sa.Table(
     sa.Column("value", sa.Text),
     sa.Column("written_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("run_id", sa.String(64)),
+    # The plan reads the rows of the records it would write, not the whole ledger.
+    sa.Index("ix_writeback_ledger_record", "record_id"),
 )
 
 # Rows a CRM refused, with its reason; retried on the next run.
