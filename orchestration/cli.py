@@ -294,7 +294,7 @@ def report_funnel(
 
     store = _state_store()
     report = funnel_report(
-        store.read_table(tables.stage_ledger, LEDGER_SCHEMA),
+        store.read_appended(tables.stage_ledger, LEDGER_SCHEMA),
         frames.read(store, "unified_leads"),
         load_definition(DEFAULT_PATH),
         datetime.now(UTC),
@@ -834,7 +834,7 @@ def explain(
         unified=frames.read(store, "unified_leads"),
         scores=frames.read(store, "scores"),
         stages=frames.read(store, "stages"),
-        ledger=store.read_table(tables.stage_ledger, LEDGER_SCHEMA),
+        ledger=store.read_appended(tables.stage_ledger, LEDGER_SCHEMA),
         assignments=frames.read(store, "nurture_assignments"),
         country_regions=regions,
     )

@@ -6,7 +6,8 @@ from pathlib import Path
 import polars as pl
 import sqlalchemy as sa
 
-from orchestration.store import StateStore
+from orchestration.funnel.stages import LEDGER_SCHEMA
+from orchestration.store import StateStore, tables
 
 SCHEMA: dict[str, pl.DataType] = {
     "unified_id": pl.String(),
@@ -63,3 +64,34 @@ def test_frames_keep_their_dtypes(tmp_path: Path) -> None:
     store.replace_frame("g", frame)
     assert store.read_frame("g", schema).equals(frame)
     assert store.read_frame("g", schema).schema == frame.schema
+
+
+def test_an_append_only_table_is_read_through_a_copy_extended_with_new_rows(
+    tmp_path: Path,
+) -> None:
+    store = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
+    schema = {**LEDGER_SCHEMA, "run_id": pl.String()}
+    at = datetime(2026, 11, 21, tzinfo=UTC)
+
+    def row(uid: str, to: str) -> dict[str, object]:
+        return {
+            "unified_id": uid,
+            "from_stage": None,
+            "to_stage": to,
+            "rule": "r",
+            "reason": None,
+            "definition_version": "v1",
+            "at": at,
+            "run_id": "run",
+        }
+
+    store.append(tables.stage_ledger, [row("u1", "lead"), row("u2", "mql")])
+    assert store.read_appended(tables.stage_ledger, schema).equals(
+        store.read_table(tables.stage_ledger, schema)
+    )
+    store.append(tables.stage_ledger, [row("u1", "mql")])
+    again = store.read_appended(tables.stage_ledger, schema)
+    assert again["to_stage"].to_list() == ["lead", "mql", "mql"]
+    assert again.equals(store.read_table(tables.stage_ledger, schema))
+    # The copy holds every row now: the next read asks the table only for rows past it.
+    assert store.read_frame("table:stage_ledger")["id"].to_list() == [1, 2, 3]

@@ -428,7 +428,7 @@ def leads_stages(
     unified = frames.read(store, "unified_leads")
     scores = frames.read(store, "scores")
     previous = stages.previous_with_history(
-        frames.read(store, "stages"), store.read_table(tables.stage_ledger, stages.LEDGER_SCHEMA)
+        frames.read(store, "stages"), store.read_appended(tables.stage_ledger, stages.LEDGER_SCHEMA)
     )
     current, ledger = stages.assign_stages(
         unified, scores, previous if len(previous) else None, definition, now=datetime.now(UTC)
@@ -454,7 +454,7 @@ def stage_ledger_is_lawful(
     state_store: StateStoreResource, lead_definition: LeadDefinitionResource
 ) -> dg.AssetCheckResult:
     """Blocks write-back if the stage ledger holds a move the lifecycle does not allow."""
-    ledger = state_store.store().read_table(
+    ledger = state_store.store().read_appended(
         tables.stage_ledger, {"id": pl.Int64(), **stages.LEDGER_SCHEMA}
     )
     problems = stages.ledger_problems(ledger, lead_definition.definition())

@@ -27,7 +27,7 @@ def reports_funnel(
     store = state_store.store()
     counts = metrics.stage_counts(frames.read(store, "stages"))
     report = metrics.funnel_report(
-        store.read_table(tables.stage_ledger, LEDGER_SCHEMA),
+        store.read_appended(tables.stage_ledger, LEDGER_SCHEMA),
         frames.read(store, "unified_leads"),
         lead_definition.definition(),
         datetime.now(UTC),

@@ -579,16 +579,35 @@ class StateStore:
     def upsert(self, table: sa.Table, rows: Sequence[Mapping[str, Any]], keys: list[str]) -> None:
         self._upsert(table, rows, keys)
 
+    def read_appended(self, table: sa.Table, schema: Mapping[str, pl.DataType]) -> pl.DataFrame:
+        """An append-only table with an increasing integer `id` (the stage ledger), as
+        `read_table` returns it, through a Parquet copy that each read extends with the rows
+        appended since: the ledger grows with every run, and several steps read all of it."""
+        name = f"table:{table.name}"
+        full = {c.name: _polars_type(c.type) for c in table.columns}
+        cached = self.read_frame(name, full)
+        last = cached["id"].max() if cached.height else None
+        newer = self.read_table(table, full, after=None if last is None else ("id", last)).sort(
+            "id"
+        )
+        if newer.height:
+            cached = pl.concat([cached, newer])
+            self.replace_frame(name, cached)
+        return cached.select(pl.col(c).cast(dtype) for c, dtype in schema.items())
+
     def read_table(
         self,
         table: sa.Table,
         schema: Mapping[str, pl.DataType],
         *,
         where: tuple[str, Sequence[Any]] | None = None,
+        after: tuple[str, Any] | None = None,
     ) -> pl.DataFrame:
         """A table's `schema` columns as a frame; with `where=(column, values)`, only the rows
-        whose column holds one of the values."""
+        whose column holds one of the values; with `after=(column, value)`, those past it."""
         query = sa.select(*(table.c[c] for c in schema))
+        if after is not None:
+            query = query.where(table.c[after[0]] > after[1])
         with self.engine.connect() as conn:
             if where is None:
                 rows = conn.execute(query).fetchall()
@@ -670,6 +689,19 @@ def field_text(value: object) -> str | None:
     if isinstance(value, list | dict):
         return json.dumps(value, ensure_ascii=False)
     return str(value)
+
+
+def _polars_type(sa_type: sa.types.TypeEngine[Any]) -> pl.DataType:
+    """The polars dtype a store column reads as."""
+    if isinstance(sa_type, sa.Integer):
+        return pl.Int64()
+    if isinstance(sa_type, sa.Boolean):
+        return pl.Boolean()
+    if isinstance(sa_type, sa.DateTime):
+        return pl.Datetime("us", "UTC")
+    if isinstance(sa_type, sa.Float):
+        return pl.Float64()
+    return pl.String()
 
 
 def _aware(value: datetime) -> datetime:
