@@ -487,7 +487,7 @@ class StateStore:
     ) -> None:
         """Replace the derived frame `name` (stored as one Parquet file, dtypes intact)."""
         buffer = io.BytesIO()
-        frame.write_parquet(buffer, compression="zstd", statistics=False)
+        frame.write_parquet(buffer, compression="lz4", statistics=False)
         t = tables.derived_frames
         row = {
             "name": name,

@@ -16,7 +16,6 @@ Templates are written by marketers and filled with data typed into web forms by 
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from collections.abc import Callable
 from functools import lru_cache
@@ -176,6 +175,7 @@ default_links = links_for(_DEFAULT_LINK_BASE)
 
 _REUSE_KEY = ["unified_id", "template_id", "template_version", "locale", "status", "render_key"]
 # The lead fields a render reads (besides links, which follow from the lead id and template).
+_RENDER_KEY_SEED = 20261121
 _CONTEXT_COLUMNS = ["first_name", "last_name", "company", "title", "stage", "score", "temperature"]
 
 
@@ -222,17 +222,21 @@ def _render_keys(
     facts = base.select("unified_id", "template_id").join(
         lead_rows, on="unified_id", how="left", maintain_order="left"
     )
-    keys: list[str | None] = []
-    for row in facts.iter_rows(named=True):
-        digest = digests.get(row["template_id"] or "")
-        if digest is None:
-            keys.append(None)
-            continue
-        payload = json.dumps(
-            [digest, *(row[c] for c in _CONTEXT_COLUMNS), site], ensure_ascii=False
-        )
-        keys.append(hashlib.sha256(payload.encode("utf-8")).hexdigest()[:24])
-    return pl.Series("render_key", keys, dtype=pl.String())
+    digest = pl.col("template_id").replace_strict(digests, default=None, return_dtype=pl.String)
+    # One vectorised hash per lead instead of a JSON document per lead. polars does not promise
+    # the same hash across its versions: an upgrade re-renders every lead once, nothing worse.
+    parts = [
+        digest,
+        *(
+            pl.col(c).cast(pl.String).fill_null("\x00") if c in facts.columns else pl.lit("\x00")
+            for c in _CONTEXT_COLUMNS
+        ),
+        pl.lit(site),
+    ]
+    key = pl.when(digest.is_not_null()).then(
+        pl.concat_str(parts, separator="\x1f").hash(seed=_RENDER_KEY_SEED).cast(pl.String)
+    )
+    return facts.select(key.alias("render_key"))["render_key"]
 
 
 def render_assignments(
