@@ -144,25 +144,13 @@ def reconcile_object(
     return ObjectReport(obj, result, fetched, deleted)
 
 
-@dg.multi_asset_check(
-    specs=[
-        dg.AssetCheckSpec(
-            CHECK_NAME,
-            asset=key,
-            description="Ids and stamps match the CRM: nothing changed behind the cursor unseen.",
-        )
-        for key in RECONCILED
-    ],
-    can_subset=True,
-)
-def crm_reconciliation(
+def _reconcile(
     context: dg.AssetCheckExecutionContext,
     hubspot: HubSpotResource,
     salesforce: SalesforceResource,
     state_store: StateStoreResource,
     lead_definition: LeadDefinitionResource,
 ) -> Iterator[dg.AssetCheckResult]:
-    """Compare each pulled object with its CRM, heal the store and fail on any gap found."""
     store, definition = state_store.store(), lead_definition.definition()
     for check_key in context.selected_asset_check_keys:
         reports = [
@@ -189,11 +177,50 @@ def crm_reconciliation(
         )
 
 
-RECONCILE_CHECKS = [crm_reconciliation]
+def _specs(system: str) -> list[dg.AssetCheckSpec]:
+    return [
+        dg.AssetCheckSpec(
+            CHECK_NAME,
+            asset=key,
+            description="Ids and stamps match the CRM: nothing changed behind the cursor unseen.",
+        )
+        for key in RECONCILED
+        if key.path[0] == system
+    ]
+
+
+# One check per CRM, each in that CRM's pool: a nightly reconciliation and a sync never call one
+# CRM at once beyond the pool's limit.
+@dg.multi_asset_check(specs=_specs("hubspot"), can_subset=True, pool="hubspot_api")
+def hubspot_reconciliation(
+    context: dg.AssetCheckExecutionContext,
+    hubspot: HubSpotResource,
+    salesforce: SalesforceResource,
+    state_store: StateStoreResource,
+    lead_definition: LeadDefinitionResource,
+) -> Iterator[dg.AssetCheckResult]:
+    """Compare each pulled HubSpot object with HubSpot, heal the store and fail on any gap."""
+    yield from _reconcile(context, hubspot, salesforce, state_store, lead_definition)
+
+
+@dg.multi_asset_check(specs=_specs("salesforce"), can_subset=True, pool="salesforce_api")
+def salesforce_reconciliation(
+    context: dg.AssetCheckExecutionContext,
+    hubspot: HubSpotResource,
+    salesforce: SalesforceResource,
+    state_store: StateStoreResource,
+    lead_definition: LeadDefinitionResource,
+) -> Iterator[dg.AssetCheckResult]:
+    """Compare each pulled Salesforce object with Salesforce, heal the store and fail on any
+    gap."""
+    yield from _reconcile(context, hubspot, salesforce, state_store, lead_definition)
+
+
+RECONCILE_CHECKS = [hubspot_reconciliation, salesforce_reconciliation]
 
 reconcile_job = dg.define_asset_job(
     "reconcile_job",
-    selection=dg.AssetSelection.checks(crm_reconciliation),
+    selection=dg.AssetSelection.checks(*RECONCILE_CHECKS),
     description="Compare every pulled object with its CRM by id and stamp; heal and report gaps.",
 )
 
