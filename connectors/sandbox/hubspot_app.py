@@ -13,7 +13,6 @@ State lives in dicts keyed by numeric id behind one lock; the werkzeug threaded 
 import bisect
 import fnmatch
 import functools
-import itertools
 import json
 import logging
 import math
@@ -1592,19 +1591,23 @@ class HubSpotSandbox:
             positions = range(end - 1, start - 1, -1) if descending else range(start, end)
             if object_id is None and event_type is None:
                 page = [self._events[i][2] for i in positions[offset : offset + limit]]
-                more = offset + limit < len(positions)
+                following: int | None = offset + limit if offset + limit < len(positions) else None
             else:
-                matching = (
-                    e
-                    for e in (self._events[i][2] for i in positions)
-                    if (object_id is None or e["objectId"] == object_id)
-                    and (event_type is None or e["eventType"] == event_type)
-                )
-                taken = list(itertools.islice(matching, offset, offset + limit + 1))
-                page, more = taken[:limit], len(taken) > limit
+                # The `after` token is opaque to clients: here it is the position in the window
+                # where the next page's scan starts, so a page never re-skips earlier matches.
+                page, following = [], None
+                for index in range(offset, len(positions)):
+                    event = self._events[positions[index]][2]
+                    if (object_id is None or event["objectId"] == object_id) and (
+                        event_type is None or event["eventType"] == event_type
+                    ):
+                        if len(page) == limit:
+                            following = index
+                            break
+                        page.append(event)
         body: Json = {"results": page}
-        if more:
-            body["paging"] = {"next": {"after": str(offset + limit)}}
+        if following is not None:
+            body["paging"] = {"next": {"after": str(following)}}
         return 200, body
 
     def _ep_objects(self, request: Request, ot: str) -> tuple[int, Json]:

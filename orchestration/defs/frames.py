@@ -18,7 +18,7 @@ from orchestration.funnel.nurture.select import ASSIGNMENT_SCHEMA
 from orchestration.funnel.quality import REJECTION_SCHEMA
 from orchestration.funnel.scoring import SCORE_SCHEMA
 from orchestration.funnel.stages import STAGES_SCHEMA
-from orchestration.funnel.unify import GOLDEN_SCHEMA, TARGET_SCHEMA
+from orchestration.funnel.unify import FINGERPRINT_SCHEMA, GOLDEN_SCHEMA, TARGET_SCHEMA
 from orchestration.funnel.writeback import PLAN_SCHEMA
 from orchestration.store import StateStore
 
@@ -33,6 +33,9 @@ FRAME_SCHEMAS: dict[str, dict[str, pl.DataType]] = {
     "identity_records": MATCH_SCHEMA,
     "identity_params": PARAMS_SCHEMA,
     "unified_leads": GOLDEN_SCHEMA,
+    # What each unified lead's golden record was made from, so the next run remakes only the
+    # leads whose members changed.
+    "unified_members": FINGERPRINT_SCHEMA,
     "writeback_targets": TARGET_SCHEMA,
     "activities": {**ACTIVITY_SCHEMA, "unified_id": pl.String()},
     "scores": SCORE_SCHEMA,

@@ -5,6 +5,7 @@ import json
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+from types import ModuleType
 
 import dagster as dg
 import polars as pl
@@ -55,13 +56,23 @@ def raw_frames(store: StateStore) -> dict[str, pl.DataFrame]:
     return {key: snap.records for key, snap in source_snapshots(store).items()}
 
 
+def code_basis(*modules: ModuleType, extra: object = None) -> str:
+    """A digest of the modules' source (and `extra`, as JSON): what a step's stored results were
+    computed by besides its inputs. A step redoes everything when its basis changed."""
+    digest = hashlib.sha256(json.dumps(extra, sort_keys=True, default=str).encode())
+    for module in modules:
+        digest.update(Path(str(module.__file__)).read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def normalize_basis(definition: LeadDefinition) -> str:
     """What normalised records depend on besides the records: the field mappings and the
     normalising code. When it changes, every record is normalised again."""
-    digest = hashlib.sha256(json.dumps(definition.field_mappings, sort_keys=True).encode())
-    for module in (normalize, model, quality):
-        digest.update(Path(str(module.__file__)).read_bytes())
-    return digest.hexdigest()[:16]
+    return code_basis(normalize, model, quality, extra=definition.field_mappings)
+
+
+def _same_basis(store: StateStore, name: str, basis: str) -> bool:
+    return store.read_frame(name).to_dicts() == [{"basis": basis}]
 
 
 def _people_to_normalize(snaps: dict[str, SourceSnapshot]) -> dict[str, pl.DataFrame]:
@@ -166,7 +177,7 @@ def leads_normalized(
     # every record (mappings, the normaliser's code) normalises them all again.
     incremental = (
         previous.height > 0
-        and store.read_frame("normalize_basis").to_dicts() == [{"basis": basis}]
+        and _same_basis(store, "normalize_basis", basis)
         and not any(snap.complete for snap in snaps.values() if snap.keyed.height)
     )
     mapped = normalize.normalize_leads(
@@ -343,12 +354,25 @@ def leads_unified(state_store: StateStoreResource) -> dg.MaterializeResult:
     leads = frames.read(store, "leads_normalized")
     ident = frames.read(store, "identity")
     outcomes = frames.read(store, "outcomes")
-    golden = unify.golden_records(leads, ident, outcomes)
+    prints = unify.member_fingerprints(leads, ident, outcomes)
+    previous = frames.read(store, "unified_leads")
+    basis = code_basis(unify, model)
+    # Survivorship runs again only for the unified leads whose members changed.
+    if previous.height and _same_basis(store, "unified_basis", basis):
+        golden, remade = unify.update_golden_records(
+            previous, frames.read(store, "unified_members"), prints, leads, ident, outcomes
+        )
+    else:
+        golden = unify.golden_records(leads, ident, outcomes)
+        remade = golden.height
     frames.write(store, "unified_leads", golden)
+    frames.write(store, "unified_members", prints)
+    store.replace_frame("unified_basis", pl.DataFrame([{"basis": basis}]))
     frames.write(store, "writeback_targets", unify.targets(leads, ident))
     live = golden.filter(~pl.col("is_deleted"))
     return dg.MaterializeResult(
         metadata={
+            "unified_leads_remade": remade,
             "unified_leads": len(live),
             "multi_record_leads": live.filter(pl.col("record_count") > 1).height,
             "by_locale": {

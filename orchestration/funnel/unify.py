@@ -367,3 +367,64 @@ def targets(leads: pl.DataFrame, identity: pl.DataFrame) -> pl.DataFrame:
         .select(pl.col(c).cast(t) for c, t in TARGET_SCHEMA.items())
         .sort("unified_id", "record_id")
     )
+
+
+# --------------------------------------------------------------------------------------------
+# Incremental: golden records again only for the unified leads whose members changed
+# --------------------------------------------------------------------------------------------
+
+FINGERPRINT_SCHEMA: dict[str, pl.DataType] = {
+    "record_id": pl.String(),
+    "unified_id": pl.String(),
+    "fingerprint": pl.UInt64(),
+}
+_SEED = 20261121
+
+
+def member_fingerprints(
+    leads: pl.DataFrame, identity: pl.DataFrame, outcomes: pl.DataFrame | None = None
+) -> pl.DataFrame:
+    """Per member record of a unified lead: its unified id and a hash of all survivorship reads
+    from it (its canonical row and its opportunities). polars does not promise one hash across its
+    versions: after an upgrade every golden record is made once more, nothing worse."""
+    rows = leads.select("record_id", pl.struct(pl.all()).hash(_SEED).alias("_row"))
+    prints = identity.select("record_id", "unified_id").join(rows, on="record_id", how="inner")
+    if outcomes is not None and outcomes.height > 0:
+        opportunities = outcomes.group_by("record_id").agg(
+            pl.struct(pl.all().exclude("record_id")).hash(_SEED).sort().hash(_SEED).alias("_opp")
+        )
+        prints = prints.join(opportunities, on="record_id", how="left")
+    else:
+        prints = prints.with_columns(pl.lit(None, dtype=pl.UInt64).alias("_opp"))
+    return prints.select(
+        "record_id", "unified_id", pl.struct("_row", "_opp").hash(_SEED).alias("fingerprint")
+    )
+
+
+def update_golden_records(
+    previous: pl.DataFrame,
+    previous_prints: pl.DataFrame,
+    prints: pl.DataFrame,
+    leads: pl.DataFrame,
+    identity: pl.DataFrame,
+    outcomes: pl.DataFrame | None = None,
+) -> tuple[pl.DataFrame, int]:
+    """`previous` golden records with those of every unified lead that gained, lost or changed a
+    member since `previous_prints` made again (and those left without members dropped). Returns
+    the golden records and how many unified leads were made again."""
+    keys = ["record_id", "unified_id", "fingerprint"]
+    touched = pl.concat(
+        [
+            prints.join(previous_prints, on=keys, how="anti").select("unified_id"),
+            previous_prints.join(prints, on=keys, how="anti").select("unified_id"),
+        ]
+    ).unique()
+    members = identity.join(touched, on="unified_id", how="semi")
+    records = members.select("record_id")
+    fresh = golden_records(
+        leads.join(records, on="record_id", how="semi"),
+        members,
+        None if outcomes is None else outcomes.join(records, on="record_id", how="semi"),
+    )
+    kept = previous.join(touched, on="unified_id", how="anti")
+    return pl.concat([kept, fresh]).sort("unified_id"), touched.height

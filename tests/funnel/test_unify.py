@@ -7,7 +7,14 @@ import polars as pl
 from orchestration.funnel.identity import resolve
 from orchestration.funnel.model import CANONICAL_LEAD_SCHEMA
 from orchestration.funnel.normalize import OUTCOME_SCHEMA
-from orchestration.funnel.unify import GOLDEN_SCHEMA, TARGET_SCHEMA, golden_records, targets
+from orchestration.funnel.unify import (
+    GOLDEN_SCHEMA,
+    TARGET_SCHEMA,
+    golden_records,
+    member_fingerprints,
+    targets,
+    update_golden_records,
+)
 
 
 def _ts(day: int) -> datetime:
@@ -538,3 +545,64 @@ def test_bant_columns_missing_from_older_frames_read_as_unconfirmed() -> None:
     identity = leads.select("record_id", pl.lit("U1").alias("unified_id"))
     row = golden_records(leads, identity).row(0, named=True)
     assert row["bant_need"] is False and row["bant_budget"] is False
+
+
+def _outcome(record_id: str, is_won: bool) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "record_id": [record_id],
+            "opportunity_id": ["0069"],
+            "stage_name": ["Closed Won" if is_won else "Prospecting"],
+            "is_closed": [is_won],
+            "is_won": [is_won],
+            "amount": [10.0],
+            "close_date": [date(2024, 3, 1)],
+        },
+        schema=OUTCOME_SCHEMA,
+    )
+
+
+def test_golden_records_are_made_again_only_for_leads_whose_members_changed() -> None:
+    leads = _person()
+    ident = resolve(leads)
+    outcomes = _outcome("salesforce:Lead:00Q2", is_won=False)
+    before = golden_records(leads, ident, outcomes)
+    prints = member_fingerprints(leads, ident, outcomes)
+
+    # Nothing changed: nothing made again, the same frame.
+    same, remade = update_golden_records(before, prints, prints, leads, ident, outcomes)
+    assert remade == 0 and same.equals(before)
+
+    # Hanako's record gets a title, Taro's opportunity is won: two leads made again.
+    edited = leads.with_columns(
+        pl.when(pl.col("record_id") == "salesforce:Lead:00Q2")
+        .then(pl.lit("CFO"))
+        .otherwise(pl.col("title"))
+        .alias("title")
+    )
+    won = pl.concat([outcomes, _outcome("salesforce:Contact:0031", is_won=True)])
+    after, remade = update_golden_records(
+        before, prints, member_fingerprints(edited, ident, won), edited, ident, won
+    )
+    assert remade == 2
+    assert after.equals(golden_records(edited, ident, won))
+    assert _golden_by_record(after, "salesforce:Lead:00Q2")["title"] == "CFO"
+    assert _golden_by_record(after, "salesforce:Contact:0031")["has_won_opportunity"] is True
+
+    # Taro's HubSpot record leaves his lead for one of its own: both are made again.
+    split = ident.with_columns(
+        pl.when(pl.col("record_id") == "hubspot:contacts:1001")
+        .then(pl.lit("u-split"))
+        .otherwise(pl.col("unified_id"))
+        .alias("unified_id")
+    )
+    moved, remade = update_golden_records(
+        after,
+        member_fingerprints(edited, ident, won),
+        member_fingerprints(edited, split, won),
+        edited,
+        split,
+        won,
+    )
+    assert remade == 2
+    assert moved.equals(golden_records(edited, split, won))

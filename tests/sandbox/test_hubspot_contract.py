@@ -951,3 +951,8 @@ def test_events_pages_walk_the_window_in_order_with_and_without_filters(hub: Hub
     assert one == [f"ev{i:04d}" for i in range(250) if i % 3 == 1] and len(one) == 83
     window = walk(occurred_after=t0 + timedelta(minutes=99, seconds=30))
     assert window == everything[100:]
+    # The event type filter, as leadsync's pull sends it: the pages resume where the last one
+    # stopped scanning (a page used to skip every earlier match again: quadratic in a full pull).
+    assert walk(event_type="e_visited_page") == everything
+    assert walk(event_type="e_visited_page", object_id=1002) == one
+    assert walk(event_type="e_other") == []
