@@ -144,39 +144,6 @@ def reconcile_object(
     return ObjectReport(obj, result, fetched, deleted)
 
 
-def _reconcile(
-    context: dg.AssetCheckExecutionContext,
-    hubspot: HubSpotResource,
-    salesforce: SalesforceResource,
-    state_store: StateStoreResource,
-    lead_definition: LeadDefinitionResource,
-) -> Iterator[dg.AssetCheckResult]:
-    store, definition = state_store.store(), lead_definition.definition()
-    for check_key in context.selected_asset_check_keys:
-        reports = [
-            reconcile_object(obj, hubspot, salesforce, store, definition)
-            for obj in RECONCILED[check_key.asset_key]
-        ]
-        gaps = sum(r.gaps for r in reports)
-        if gaps:
-            context.log.error(
-                f"{check_key.asset_key.to_user_string()}: {gaps} record(s) the incremental pull "
-                "had missed; re-fetched and stored, they flow downstream on the next sync"
-            )
-        yield dg.AssetCheckResult(
-            asset_key=check_key.asset_key,
-            check_name=CHECK_NAME,
-            passed=gaps == 0,
-            severity=dg.AssetCheckSeverity.ERROR,
-            metadata={
-                "gaps": gaps,
-                "api_calls": hubspot.calls_since_last_report()
-                + salesforce.calls_since_last_report(),
-                **{f"{r.obj.system}:{r.obj.name}": r.metadata() for r in reports},
-            },
-        )
-
-
 def _specs(system: str) -> list[dg.AssetCheckSpec]:
     return [
         dg.AssetCheckSpec(
@@ -189,31 +156,55 @@ def _specs(system: str) -> list[dg.AssetCheckSpec]:
     ]
 
 
-# One check per CRM, each in that CRM's pool: a nightly reconciliation and a sync never call one
-# CRM at once beyond the pool's limit.
-@dg.multi_asset_check(specs=_specs("hubspot"), can_subset=True, pool="hubspot_api")
-def hubspot_reconciliation(
-    context: dg.AssetCheckExecutionContext,
-    hubspot: HubSpotResource,
-    salesforce: SalesforceResource,
-    state_store: StateStoreResource,
-    lead_definition: LeadDefinitionResource,
-) -> Iterator[dg.AssetCheckResult]:
-    """Compare each pulled HubSpot object with HubSpot, heal the store and fail on any gap."""
-    yield from _reconcile(context, hubspot, salesforce, state_store, lead_definition)
+def _reconciliation(system: str, crm: str) -> dg.AssetChecksDefinition:
+    """The reconciliation check of one CRM's pulled objects, in that CRM's concurrency pool: a
+    nightly reconciliation and a sync never call one CRM at once beyond the pool's limit."""
+
+    @dg.multi_asset_check(
+        specs=_specs(system),
+        can_subset=True,
+        pool=f"{system}_api",
+        name=f"{system}_reconciliation",
+        description=f"Compare each pulled {crm} object with {crm}, heal the store and fail on "
+        "any gap.",
+    )
+    def check(
+        context: dg.AssetCheckExecutionContext,
+        hubspot: HubSpotResource,
+        salesforce: SalesforceResource,
+        state_store: StateStoreResource,
+        lead_definition: LeadDefinitionResource,
+    ) -> Iterator[dg.AssetCheckResult]:
+        store, definition = state_store.store(), lead_definition.definition()
+        for check_key in context.selected_asset_check_keys:
+            reports = [
+                reconcile_object(obj, hubspot, salesforce, store, definition)
+                for obj in RECONCILED[check_key.asset_key]
+            ]
+            gaps = sum(r.gaps for r in reports)
+            if gaps:
+                context.log.error(
+                    f"{check_key.asset_key.to_user_string()}: {gaps} record(s) the incremental "
+                    "pull had missed; re-fetched and stored, they flow downstream on the next sync"
+                )
+            yield dg.AssetCheckResult(
+                asset_key=check_key.asset_key,
+                check_name=CHECK_NAME,
+                passed=gaps == 0,
+                severity=dg.AssetCheckSeverity.ERROR,
+                metadata={
+                    "gaps": gaps,
+                    "api_calls": hubspot.calls_since_last_report()
+                    + salesforce.calls_since_last_report(),
+                    **{f"{r.obj.system}:{r.obj.name}": r.metadata() for r in reports},
+                },
+            )
+
+    return check
 
 
-@dg.multi_asset_check(specs=_specs("salesforce"), can_subset=True, pool="salesforce_api")
-def salesforce_reconciliation(
-    context: dg.AssetCheckExecutionContext,
-    hubspot: HubSpotResource,
-    salesforce: SalesforceResource,
-    state_store: StateStoreResource,
-    lead_definition: LeadDefinitionResource,
-) -> Iterator[dg.AssetCheckResult]:
-    """Compare each pulled Salesforce object with Salesforce, heal the store and fail on any
-    gap."""
-    yield from _reconcile(context, hubspot, salesforce, state_store, lead_definition)
+hubspot_reconciliation = _reconciliation("hubspot", "HubSpot")
+salesforce_reconciliation = _reconciliation("salesforce", "Salesforce")
 
 
 RECONCILE_CHECKS = [hubspot_reconciliation, salesforce_reconciliation]
