@@ -4,6 +4,7 @@ import dagster as dg
 
 from orchestration.defs.checks import QUALITY_CHECKS
 from orchestration.defs.crm_pull import PULL_ASSETS
+from orchestration.defs.executors import STEP_EXECUTOR
 from orchestration.defs.leads import LEAD_ASSETS, LEAD_CHECKS
 from orchestration.defs.nurture import nurture_assignments
 from orchestration.defs.reconcile import RECONCILE_CHECKS, reconcile_job, reconcile_schedule
@@ -14,13 +15,6 @@ from orchestration.defs.writeback import WRITEBACK_ASSETS, WRITEBACK_CHECKS
 
 ALL_ASSETS = [*PULL_ASSETS, *LEAD_ASSETS, nurture_assignments, *WRITEBACK_ASSETS, reports_funnel]
 ALL_CHECKS = [*LEAD_CHECKS, *QUALITY_CHECKS, *WRITEBACK_CHECKS, *RECONCILE_CHECKS]
-
-# Steps run in their own processes (a failed CRM step never takes the other down), forked from a
-# server that has imported the code once: a step starts in a fraction of a second instead of
-# importing Dagster, polars and the definitions again (about 2 s each, some 30 steps a sync).
-STEP_EXECUTOR = dg.multiprocess_executor.configured(
-    {"start_method": {"forkserver": {"preload_modules": ["orchestration.definitions"]}}}
-)
 
 sync_job = dg.define_asset_job(
     "sync_job",

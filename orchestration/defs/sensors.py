@@ -9,6 +9,7 @@ import dagster as dg
 import requests
 
 from orchestration.defs.checks import QUALITY_CHECKS
+from orchestration.defs.executors import STEP_EXECUTOR
 from orchestration.defs.leads import LEAD_CHECKS
 from orchestration.defs.resources import LeadDefinitionResource
 from orchestration.defs.writeback import WRITEBACK_CHECKS
@@ -28,6 +29,7 @@ AFTER_DEFINITION_CHANGE = [SCORES, STAGES, NURTURE, *WRITEBACK]
 
 renurture_job = dg.define_asset_job(
     "renurture_job",
+    executor_def=STEP_EXECUTOR,
     selection=dg.AssetSelection.assets(*AFTER_DEFINITION_CHANGE),
     description="Re-score, re-stage, re-nurture and write back from the stored pulls (no pull).",
 )
