@@ -93,8 +93,8 @@ def _people_to_normalize(snaps: dict[str, SourceSnapshot]) -> dict[str, pl.DataF
     return raw
 
 
-# Objects whose records become activity rows, and the field naming a record's parent whose edit
-# makes them again: a Campaign's name and type are in its members' rows.
+# Objects whose records become activity rows (besides HubSpot contacts' conversion and page-view
+# properties). An edited Campaign makes its members' rows again: its name and type are in them.
 _ACTIVITY_OBJECTS = (
     "hubspot:emails",
     "hubspot:calls",
@@ -172,7 +172,7 @@ def leads_normalized(
     raw = {key: snap.records for key, snap in snaps.items()}
     basis = normalize_basis(definition)
     previous = frames.read(store, "leads_normalized")
-    # Person records are normalised again only when they (or their Account) were pulled since:
+    # Person records are normalised again only when they (or their Account) were edited since:
     # phones, romaji and company keys cost per record. Anything that changes the result for
     # every record (mappings, the normaliser's code) normalises them all again.
     incremental = (
