@@ -36,7 +36,7 @@ from orchestration.funnel.backtest import (
     score_for_backtest,
 )
 from orchestration.funnel.definition import LeadDefinition
-from orchestration.store import field_text
+from orchestration.store import field_text, payload_frame
 
 DEFAULT_SIZE = 3000
 DEFAULT_SEED = 7  # the demo's seed
@@ -123,21 +123,6 @@ def _hubspot_row(record: Mapping[str, Any], obj: str) -> dict[str, Any]:
     return row
 
 
-def _frame(rows: Sequence[Mapping[str, Any]]) -> pl.DataFrame:
-    """Rows -> one String column per field (missing fields null), `contact_ids` a list, as
-    `StateStore.source_frame` returns them."""
-    if not rows:
-        return pl.DataFrame()
-    columns = sorted({k for row in rows for k in row})
-    data: dict[str, pl.Series] = {}
-    for c in columns:
-        if c == "contact_ids":
-            data[c] = pl.Series(c, [row.get(c) or [] for row in rows], pl.List(pl.String()))
-        else:
-            data[c] = pl.Series(c, [row.get(c) for row in rows], pl.String())
-    return pl.DataFrame(list(data.values()))
-
-
 def raw_frames(
     hubspot: Mapping[str, Sequence[Record]], salesforce: Mapping[str, Sequence[Record]]
 ) -> dict[str, pl.DataFrame]:
@@ -145,9 +130,9 @@ def raw_frames(
     `normalize_activities` and `normalize_outcomes` read, for every object the worker pulls."""
     raw: dict[str, pl.DataFrame] = {}
     for obj in (*_HUBSPOT_CRM, "web_events"):
-        raw[f"hubspot:{obj}"] = _frame([_hubspot_row(r, obj) for r in hubspot.get(obj, [])])
+        raw[f"hubspot:{obj}"] = payload_frame([_hubspot_row(r, obj) for r in hubspot.get(obj, [])])
     for obj in _SALESFORCE:
-        raw[f"salesforce:{obj}"] = _frame(
+        raw[f"salesforce:{obj}"] = payload_frame(
             [{k: _text(v, salesforce=True) for k, v in r.items()} for r in salesforce.get(obj, [])]
         )
     return raw

@@ -7,6 +7,7 @@ from orchestration.store.store import (
     SourceSnapshot,
     StateStore,
     field_text,
+    payload_frame,
 )
 
 __all__ = [
@@ -16,4 +17,5 @@ __all__ = [
     "SourceSnapshot",
     "StateStore",
     "field_text",
+    "payload_frame",
 ]

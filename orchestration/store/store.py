@@ -69,20 +69,6 @@ def _json_default(value: object) -> str:
     return str(value)
 
 
-def _sa_type(dtype: pl.DataType) -> sa.types.TypeEngine[Any]:
-    if dtype == pl.Boolean():
-        return sa.Boolean()
-    if dtype.is_integer():
-        return sa.BigInteger()
-    if dtype.is_float():
-        return sa.Float()
-    if isinstance(dtype, pl.Datetime):
-        return sa.DateTime(timezone=True)
-    if dtype == pl.Date():
-        return sa.Date()
-    return sa.Text()  # strings, and lists/structs as JSON text
-
-
 @dataclass(frozen=True)
 class _Stored:
     """A raw record as stored: what an upsert compares a re-pulled version with."""
@@ -114,7 +100,7 @@ class SourceSnapshot:
 
     @property
     def records(self) -> pl.DataFrame:
-        """The records as `source_frame` returns them (no key column)."""
+        """The records without the key column, as the normaliser reads them."""
         return self.keyed.drop(SOURCE_ID, strict=False)
 
 
@@ -316,18 +302,10 @@ class StateStore:
                     )
         return out
 
-    def source_frame(self, system: str, obj: str) -> pl.DataFrame:
-        """All stored records of one CRM object as a frame of strings (one column per field)."""
-        t = tables.source_records
-        query = sa.select(t.c.payload).where(t.c.system == system, t.c.object == obj)
-        with self.engine.connect() as conn:
-            payloads = [json.loads(p) for (p,) in conn.execute(query)]
-        return _payload_frame(payloads)
-
     def source_snapshot(
         self, system: str, obj: str, columns: Sequence[str] | None = None
     ) -> SourceSnapshot:
-        """All stored records of one CRM object as a frame of strings, like `source_frame`, from
+        """All stored records of one CRM object as a frame of strings (`payload_frame`), from
         a Parquet snapshot brought up to date by decoding only the records pulled since it was
         last saved (new, edited, echoes of write-back, deletions). Sorted by record id, so the
         result does not depend on the order the records arrived in.
@@ -356,7 +334,7 @@ class StateStore:
             [r[0] for r in rows if mark is None or r[3] is None or _aware(r[3]) > _aware(mark)],
             pl.String(),
         )
-        fields = _payload_frame([json.loads(r[1]) for r in rows])
+        fields = payload_frame([json.loads(r[1]) for r in rows])
         if columns is not None:
             fields = fields.select(c for c in columns if c in fields.columns)
         delta = (
@@ -717,8 +695,9 @@ def _utc(value: object) -> object:
     return value
 
 
-def _payload_frame(payloads: Sequence[Mapping[str, Any]]) -> pl.DataFrame:
-    """Raw payloads -> one string column per field (association lists stay lists)."""
+def payload_frame(payloads: Sequence[Mapping[str, Any]]) -> pl.DataFrame:
+    """Raw payloads -> one string column per field (`field_text`; missing fields null), the
+    association list `contact_ids` a list of strings."""
     if not payloads:
         return pl.DataFrame()
     columns = sorted({k for p in payloads for k in p})
