@@ -41,7 +41,6 @@ from connectors.cost import minimum_first_sync_calls, write_calls
 from connectors.hubspot import HubSpotConnector
 from connectors.hubspot import constants as hs_const
 from connectors.salesforce import constants as sf_const
-from connectors.sandbox.faults import FaultInjector
 from connectors.sandbox.generator import HUBSPOT_EVENT_OBJECTS, iter_generate
 from connectors.sandbox.hubspot_app import HubSpotSandbox
 from connectors.sandbox.salesforce_app import SalesforceSandbox
@@ -50,9 +49,7 @@ from connectors.sandbox.server import (
     SALESFORCE_CLIENT_ID,
     SALESFORCE_CLIENT_SECRET,
     Sandboxes,
-    serve,
 )
-from connectors.sandbox.tls import make_tls
 from orchestration.defs.crm_pull import CURSOR_CLOCK_MARGIN
 
 # 1,000,000 is the size, but the worker and the in-process emulators need about 19 GiB
@@ -139,16 +136,8 @@ class ScaleSandboxes(Sandboxes):
         started = time.perf_counter()
         self._seed()
         self.seconds_generating = time.perf_counter() - started
-        # Same wiring as Sandboxes.start: the injector counts requests; profile "none" injects
-        # nothing.
-        self.hubspot_faults = FaultInjector(self.hubspot, "hubspot", profile="none")
-        self.salesforce_faults = FaultInjector(self.salesforce, "salesforce", profile="none")
-        ssl_context, self.ca_path = make_tls(self.workdir)
-        hs = serve(self.hubspot_faults, self.host, self.hubspot_port)
-        sf = serve(self.salesforce_faults, self.host, self.salesforce_port, ssl_context)
-        self.salesforce.instance_url = f"https://{self.host}:{sf.server_port}"
-        self._servers = [hs, sf]
-        return self
+        # The injectors count requests; the fault profile stays "none" (limits off).
+        return self.serve()
 
     def _seed(self) -> None:
         rng = random.Random(self.change_seed)

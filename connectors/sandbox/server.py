@@ -95,7 +95,11 @@ class Sandboxes:
         )
         for sobject, records in self.dataset.salesforce.items():
             self.salesforce.load(sobject, records)
+        return self.serve()
 
+    def serve(self) -> Self:
+        """Serve the seeded emulators on their ports (HubSpot over HTTP, Salesforce over HTTPS)."""
+        assert self.workdir is not None, "start() makes the workdir before serving"
         # Every request passes the fault injector: it counts them per endpoint and status, and
         # injects the profile's faults (none by default) or a test's scripted ones.
         self.hubspot_faults = FaultInjector(
