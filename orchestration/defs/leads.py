@@ -51,11 +51,6 @@ def source_snapshots(store: StateStore) -> dict[str, SourceSnapshot]:
     return {f"{s}:{o}": store.source_snapshot(s, o) for s, o in RAW_SOURCES}
 
 
-def raw_frames(store: StateStore) -> dict[str, pl.DataFrame]:
-    """Every stored CRM object as a frame of strings, keyed "<system>:<object>"."""
-    return {key: snap.records for key, snap in source_snapshots(store).items()}
-
-
 def code_basis(*modules: ModuleType, extra: object = None) -> str:
     """A digest of the modules' source (and `extra`, as JSON): what a step's stored results were
     computed by besides its inputs. A step redoes everything when its basis changed."""
@@ -75,12 +70,14 @@ def _same_basis(store: StateStore, name: str, basis: str) -> bool:
     return store.read_frame(name).to_dicts() == [{"basis": basis}]
 
 
-def _people_to_normalize(snaps: dict[str, SourceSnapshot]) -> dict[str, pl.DataFrame]:
+def _people_to_normalize(
+    snaps: dict[str, SourceSnapshot], raw: dict[str, pl.DataFrame]
+) -> dict[str, pl.DataFrame]:
     """The raw frames with the person objects cut down to the records whose normalised form may
     have changed: the ones edited since (not echoes of leadsync's write-back, which touch only
     fields normalisation does not read), and the Contacts of an Account edited since (a Contact
     takes its company from its Account)."""
-    raw = {key: snap.records for key, snap in snaps.items()}
+    raw = dict(raw)
     for key in normalize.LEAD_SOURCES:
         snap = snaps.get(key)
         if snap is None or snap.keyed.is_empty():
@@ -107,13 +104,13 @@ _ACTIVITY_OBJECTS = (
 
 
 def _activities_to_normalize(
-    snaps: dict[str, SourceSnapshot],
+    snaps: dict[str, SourceSnapshot], raw: dict[str, pl.DataFrame]
 ) -> tuple[dict[str, pl.DataFrame], pl.Series, pl.Series]:
     """The records whose activity rows may have changed (edited ones; the members of an edited
     Campaign; a contact whose page views are edited, since its page-view count row depends on
     whether it has events), the "system:object:id" of each, and every contact with page-view
     events."""
-    raw = {key: snap.records for key, snap in snaps.items()}
+    raw = dict(raw)
     picked: dict[str, pl.Expr] = {
         key: pl.col(SOURCE_ID).is_in(snaps[key].edited.implode())
         for key in (*_ACTIVITY_OBJECTS, "hubspot:contacts")
@@ -181,7 +178,7 @@ def leads_normalized(
         and not any(snap.complete for snap in snaps.values() if snap.keyed.height)
     )
     mapped = normalize.normalize_leads(
-        _people_to_normalize(snaps) if incremental else raw, definition.field_mappings
+        _people_to_normalize(snaps, raw) if incremental else raw, definition.field_mappings
     )
     # A record that cannot be trusted waits in quarantine with its reason; the run goes on.
     fresh, rejected = quality.quarantine(mapped)
@@ -201,7 +198,7 @@ def leads_normalized(
     frames.write(store, "leads_normalized", leads)
     frames.write(store, "quarantined", quarantined)
     if incremental:
-        changed_raw, origins, with_events = _activities_to_normalize(snaps)
+        changed_raw, origins, with_events = _activities_to_normalize(snaps, raw)
         activities = normalize.update_activities(
             frames.read(store, "activities_normalized"), changed_raw, origins, with_events
         )
