@@ -45,6 +45,8 @@ class SyncSummary:
     normalize: dict[str, Any] = field(default_factory=dict)
     # How identity ran: "full" or "incremental", records matched, pairs waiting for a person.
     identity: dict[str, Any] = field(default_factory=dict)
+    # Leads scored this run; the others kept their scores (same day, definition and inputs).
+    leads_scored: int = 0
     leads_by_stage: dict[str, int] = field(default_factory=dict)
     templates_chosen: dict[str, int] = field(default_factory=dict)
     fields_planned: dict[str, int] = field(default_factory=dict)
@@ -239,6 +241,7 @@ def summarise(result: dg.ExecuteInProcessResult, *, dry_run: bool) -> SyncSummar
     shown = ("mode", "records_matched", "newly_merged", "review_pairs")
     summary.identity = {k: ident[k] for k in shown if k in ident}
     summary.unified_leads = int(meta.get("leads/unified", {}).get("unified_leads", 0))
+    summary.leads_scored = int(meta.get("leads/scores", {}).get("scored_this_run", 0))
     summary.leads_by_stage = dict(meta.get("leads/stages", {}).get("leads_by_stage", {}))
     summary.templates_chosen = dict(meta.get("nurture/assignments", {}).get("templates_chosen", {}))
     plan_meta = meta.get("writeback/plan", {})

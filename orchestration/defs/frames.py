@@ -16,7 +16,7 @@ from orchestration.funnel.normalize import OUTCOME_SCHEMA
 from orchestration.funnel.nurture.render import RENDER_COLUMNS
 from orchestration.funnel.nurture.select import ASSIGNMENT_SCHEMA
 from orchestration.funnel.quality import REJECTION_SCHEMA
-from orchestration.funnel.scoring import SCORE_SCHEMA
+from orchestration.funnel.scoring import SCORE_INPUT_SCHEMA, SCORE_SCHEMA
 from orchestration.funnel.stages import STAGES_SCHEMA
 from orchestration.funnel.unify import FINGERPRINT_SCHEMA, GOLDEN_SCHEMA, TARGET_SCHEMA
 from orchestration.funnel.writeback import PLAN_SCHEMA
@@ -39,6 +39,9 @@ FRAME_SCHEMAS: dict[str, dict[str, pl.DataType]] = {
     "writeback_targets": TARGET_SCHEMA,
     "activities": {**ACTIVITY_SCHEMA, "unified_id": pl.String()},
     "scores": SCORE_SCHEMA,
+    # What each lead's score was computed from, so a run on the same day scores only the leads
+    # whose fields or activities changed.
+    "score_inputs": SCORE_INPUT_SCHEMA,
     "stages": STAGES_SCHEMA,
     "nurture_assignments": {**ASSIGNMENT_SCHEMA, **RENDER_COLUMNS},
     "writeback_plan": PLAN_SCHEMA,

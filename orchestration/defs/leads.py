@@ -411,17 +411,41 @@ def leads_scores(
 ) -> dg.MaterializeResult:
     """Fit and engagement scores with decay, temperature and the reasons behind each score."""
     store = state_store.store()
-    unified = frames.read(store, "unified_leads")
-    acts = frames.read(store, "activities")
-    # Scores are as of the start of the day: decay moves daily, so two runs on one day agree and a
-    # re-run never rewrites a CRM field for a rounding flicker.
-    as_of = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    scores = scoring.score(unified, acts, lead_definition.definition(), now=as_of)
+    definition = lead_definition.definition()
+    unified = frames.read(store, "unified_leads", list(scoring.LEAD_INPUT_SCHEMA))
+    acts = frames.read(store, "activities", ["unified_id", "activity_type", "occurred_at"])
+    now = datetime.now(UTC)
+    # Decay is measured from the start of the day: scores move once a day, two runs on one day
+    # agree and a re-run never rewrites a CRM field for a rounding flicker. An activity since
+    # then counts at once, at full weight.
+    decay_from = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    prints = scoring.input_fingerprints(unified, acts, now)
+    # Within one day and one definition a lead's score changes only with its own fields or
+    # activities: only those leads are scored again.
+    basis = code_basis(scoring, extra=[definition.version, decay_from.isoformat()])
+    previous = frames.read(store, "scores")
+    if previous.height and _same_basis(store, "scores_basis", basis):
+        scores, rescored = scoring.update_scores(
+            previous,
+            frames.read(store, "score_inputs"),
+            prints,
+            unified,
+            acts,
+            definition,
+            now=now,
+            decay_from=decay_from,
+        )
+    else:
+        scores = scoring.score(unified, acts, definition, now=now, decay_from=decay_from)
+        rescored = scores.height
     frames.write(store, "scores", scores)
+    frames.write(store, "score_inputs", prints)
+    store.replace_frame("scores_basis", pl.DataFrame([{"basis": basis}]))
     temps = scores.group_by("temperature").len().sort("temperature")
     return dg.MaterializeResult(
         metadata={
             "scored_leads": len(scores),
+            "scored_this_run": rescored,
             "mean_score": float(scores["score"].mean() or 0.0),  # type: ignore[arg-type]
             "by_temperature": {r["temperature"]: r["len"] for r in temps.to_dicts()},
         }

@@ -50,6 +50,8 @@ def writeback_plan(
     """The per-field diff between what each CRM holds and what the lead definition says."""
     store = state_store.store()
     definition = lead_definition.definition()
+    # The rendered bodies are most of the assignments' bytes: read only when a field carries them.
+    carries_body = any(r["column"] == "next_body" for r in definition.writeback_field_rows())
     desired = (
         frames.read(store, "unified_leads", ["unified_id"])
         .join(frames.read(store, "stages"), on="unified_id", how="left")
@@ -68,14 +70,14 @@ def writeback_plan(
             frames.read(
                 store,
                 "nurture_assignments",
-                ["unified_id", "template_id", "next_subject", "next_content_url", "body"],
-            ).select(
-                "unified_id",
-                pl.col("template_id").alias("next_template_id"),
-                "next_subject",
-                "next_content_url",
-                pl.col("body").alias("next_body"),
-            ),
+                [
+                    "unified_id",
+                    "template_id",
+                    "next_subject",
+                    "next_content_url",
+                    *(["body"] if carries_body else []),
+                ],
+            ).rename({"template_id": "next_template_id", "body": "next_body"}, strict=False),
             on="unified_id",
             how="left",
         )

@@ -239,7 +239,8 @@ def _engagement(
     acts: pl.DataFrame, definition: LeadDefinition, now: datetime
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(per lead×type capped points, per lead activity facts) from `_timeline` rows (already cut
-    to the leads being scored and to `now`)."""
+    to the leads being scored). Ages and the hand-raise window are measured from `now` (the
+    decay instant); an activity younger than that counts at full weight."""
     eng = definition.scoring.engagement
     types = list(eng.activities)
     # Types by number: grouping ten million rows on (row number, type number) is several times
@@ -266,7 +267,9 @@ def _engagement(
     facts = facts.with_columns(
         (pl.col("last_hand_raise_at") >= pl.lit(window_start)).fill_null(False).alias("hand_raise")
     )
-    age_days = (pl.lit(now) - pl.col("occurred_at")).dt.total_microseconds() / _MICROS_PER_DAY
+    age_days = (pl.lit(now) - pl.col("occurred_at")).dt.total_microseconds().clip(
+        lower_bound=0
+    ) / _MICROS_PER_DAY
     code = pl.col("activity_type").replace_strict(
         dict(zip(types, range(len(types)), strict=True)), default=None, return_dtype=pl.UInt8
     )
@@ -311,14 +314,19 @@ def score(
     definition: LeadDefinition,
     *,
     now: datetime,
+    decay_from: datetime | None = None,
 ) -> pl.DataFrame:
     """Score every unified lead: fit, engagement, total, temperature, hand-raise and reasons.
 
     `unified` needs unified_id (title, employee_count, industry, country, locale, email_domain and
     email_is_free are read when present); `activities` has the ACTIVITY_SCHEMA columns plus
-    unified_id. Returns SCORE_SCHEMA, one row per unified lead.
+    unified_id. Activities up to `now` count. Decay, the hand-raise window and inactivity are
+    measured from `decay_from` (default `now`): with the start of the day there, scores move once a
+    day while an activity made since still counts at once, at full weight. Returns SCORE_SCHEMA,
+    one row per unified lead.
     """
     now = as_utc(now)
+    ref = now if decay_from is None else as_utc(decay_from)
     leads = ensure_columns(unified, LEAD_INPUT_SCHEMA).unique(
         "unified_id", keep="first", maintain_order=True
     )
@@ -331,7 +339,7 @@ def score(
     parts = split_by_region(leads, definition)
     if len(parts) == 1:
         rules, part = parts[0]
-        scored = [_score_leads(_in_region_locale(part, definition, rules), acts, rules, now)]
+        scored = [_score_leads(_in_region_locale(part, definition, rules), acts, rules, ref)]
     else:
         # Each lead's part, looked up by row number, hands each part its own activities without
         # another join or scan of the timeline per region.
@@ -354,7 +362,7 @@ def score(
                 _in_region_locale(part, definition, rules),
                 acts_by_part.pop((i,), _EMPTY_TIMELINE),
                 rules,
-                now,
+                ref,
             )
             for i, (rules, part) in enumerate(parts)
         ]
@@ -384,7 +392,7 @@ def _score_leads(
     leads: pl.DataFrame, activities: pl.DataFrame, definition: LeadDefinition, now: datetime
 ) -> pl.DataFrame:
     """`score` for leads that all follow one definition (unique, with LEAD_INPUT_SCHEMA and their
-    row number as unified_id), from their `_timeline` rows."""
+    row number as unified_id), from their `_timeline` rows; `now` is the decay instant."""
     rules = definition.scoring
     size_pts, size_rule = _size_points(definition)
     sen_pts, sen_rule = _seniority(definition)
@@ -587,3 +595,80 @@ def _contributions(long: pl.DataFrame) -> pl.DataFrame:
         .agg(item.str.join(","))
         .select("unified_id", (pl.lit("[") + pl.col("json") + pl.lit("]")).alias("contributions"))
     )
+
+
+# --------------------------------------------------------------------------------------------
+# Incremental: score again only the leads whose inputs changed
+# --------------------------------------------------------------------------------------------
+
+SCORE_INPUT_SCHEMA: dict[str, pl.DataType] = {
+    "unified_id": pl.String(),
+    "fingerprint": pl.UInt64(),
+}
+_SEED = 20261122
+
+
+def input_fingerprints(
+    unified: pl.DataFrame, activities: pl.DataFrame, now: datetime
+) -> pl.DataFrame:
+    """Per unified lead (SCORE_INPUT_SCHEMA): a hash of everything `score` reads of it, its
+    LEAD_INPUT_SCHEMA fields and its activities up to `now`. With the same definition and decay
+    instant, equal fingerprints mean equal scores. polars does not promise one hash across its
+    versions: after an upgrade every lead is scored once more, nothing worse."""
+    now = as_utc(now)
+    leads = ensure_columns(unified, LEAD_INPUT_SCHEMA).unique(
+        "unified_id", keep="first", maintain_order=True
+    )
+    rows = leads.select("unified_id", pl.struct(list(LEAD_INPUT_SCHEMA)).hash(_SEED).alias("_row"))
+    acts = ensure_columns(activities, {"unified_id": pl.String(), "activity_type": pl.String()})
+    timeline = (
+        acts.lazy()
+        .filter(pl.col("unified_id").is_not_null() & (pl.col("occurred_at") <= pl.lit(now)))
+        .group_by("unified_id")
+        .agg(
+            pl.struct("activity_type", pl.col("occurred_at").cast(UTC_TS))
+            .hash(_SEED)
+            .sort()
+            .hash(_SEED)
+            .alias("_acts")
+        )
+        .collect()
+    )
+    return rows.join(timeline, on="unified_id", how="left", maintain_order="left").select(
+        "unified_id", pl.struct("_row", "_acts").hash(_SEED).alias("fingerprint")
+    )
+
+
+def update_scores(
+    previous: pl.DataFrame,
+    previous_prints: pl.DataFrame,
+    prints: pl.DataFrame,
+    unified: pl.DataFrame,
+    activities: pl.DataFrame,
+    definition: LeadDefinition,
+    *,
+    now: datetime,
+    decay_from: datetime | None = None,
+) -> tuple[pl.DataFrame, int]:
+    """`score` of every lead in `unified`, with the `previous` scores (made under the same
+    definition and decay instant) kept for the leads whose `input_fingerprints` did not change.
+    Returns the scores, in `unified`'s order, and how many leads were scored again."""
+    keys = ["unified_id", "fingerprint"]
+    unchanged = prints.join(previous_prints, on=keys, how="semi").select("unified_id")
+    kept = previous.join(unchanged, on="unified_id", how="semi")
+    todo = unified.join(kept.select("unified_id"), on="unified_id", how="anti")
+    fresh = score(
+        todo,
+        activities.join(todo.select("unified_id"), on="unified_id", how="semi"),
+        definition,
+        now=now,
+        decay_from=decay_from,
+    )
+    order = prints.select("unified_id").with_row_index("_order")
+    out = (
+        pl.concat([kept.select(list(SCORE_SCHEMA)), fresh])
+        .join(order, on="unified_id", how="inner")
+        .sort("_order")
+        .drop("_order")
+    )
+    return out, fresh.height

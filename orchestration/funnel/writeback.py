@@ -221,22 +221,19 @@ def plan_writeback(
         )
         # never blank a value; only what differs from the CRM now
         .filter(pl.col("new_c").is_not_null() & pl.col("new_c").ne_missing(pl.col("cur_c")))
+        .filter(_lifecycle_rules(definition))
     )
+    # What leadsync last wrote decides only a CRM-owned field that holds a value: read the
+    # ledger rows of just those records (a person's lasting edit would otherwise cost a ledger
+    # read on every run).
+    crm_held = (pl.col("owner") == "crm") & pl.col("cur_c").is_not_null()
     if callable(last_written):
-        # What leadsync last wrote matters only where the CRM differs: read just those records.
-        last_written = last_written(plan["record_id"].unique())
+        last_written = last_written(plan.filter(crm_held)["record_id"].unique())
     plan = (
         plan.join(_values(last_written, "last_value"), on=["record_id", "field"], how="left")
         .with_columns(canonical_value(pl.col("last_value")).alias("last_c"))
-        .filter(
-            # a CRM-owned field a person has changed since our last write stays theirs
-            ~(
-                (pl.col("owner") == "crm")
-                & pl.col("cur_c").is_not_null()
-                & pl.col("cur_c").ne_missing(pl.col("last_c"))
-            )
-            & _lifecycle_rules(definition)
-        )
+        # a CRM-owned field a person has changed since our last write stays theirs
+        .filter(~(crm_held & pl.col("cur_c").ne_missing(pl.col("last_c"))))
     )
     return plan.select([pl.col(c).cast(t) for c, t in PLAN_SCHEMA.items()]).sort(
         "system", "object", "record_id", "field"

@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from orchestration.funnel.definition import LeadDefinition, load_definition
-from orchestration.funnel.scoring import SCORE_SCHEMA, score
+from orchestration.funnel.scoring import SCORE_SCHEMA, input_fingerprints, score, update_scores
 from tests.funnel.conftest import activities_at, scoring_leads
 
 NOW = datetime(2025, 6, 30, 12, 0, tzinfo=UTC)
@@ -205,3 +205,71 @@ def test_activities_of_other_leads_are_ignored(definition: LeadDefinition) -> No
     )
     assert out.height == 1
     assert one(out, "u")["engagement_score"] == 0
+
+
+def test_an_activity_since_the_decay_instant_counts_at_once_at_full_weight(
+    definition: LeadDefinition,
+) -> None:
+    day_start = NOW.replace(hour=0)
+    # Made at 10:00, two hours before the run, ten hours after the day's decay instant.
+    acts = activities(("u", "contact_request", 2 / 24))
+    as_of_day = one(
+        score(leads({"unified_id": "u"}), acts, definition, now=NOW, decay_from=day_start), "u"
+    )
+    assert as_of_day["engagement_score"] == 50  # not decayed, not left for tomorrow
+    assert as_of_day["hand_raise"] is True
+    # Scored at the day's start itself, the same activity is not there yet.
+    assert (
+        one(score(leads({"unified_id": "u"}), acts, definition, now=day_start), "u")[
+            "engagement_score"
+        ]
+        == 0
+    )
+
+
+def test_update_scores_equals_a_full_scoring_and_scores_only_changed_leads(
+    definition: LeadDefinition,
+) -> None:
+    day_start = NOW.replace(hour=0)
+    before_leads = leads(
+        *({"unified_id": f"u{i}", "title": "Manager", "employee_count": 50 * i} for i in range(6))
+    )
+    before_acts = activities(
+        ("u0", "form_submission", 3), ("u1", "email_click", 10), ("u2", "webinar_attendance", 1)
+    )
+    kwargs = {"now": NOW, "decay_from": day_start}
+    previous = score(before_leads, before_acts, definition, **kwargs)
+    previous_prints = input_fingerprints(before_leads, before_acts, NOW)
+
+    # u1 gets a new title, u2 a new activity; u5 is gone (merged away) and u6 is new.
+    after_leads = pl.concat(
+        [
+            before_leads.filter(~pl.col("unified_id").is_in(["u1", "u5"])),
+            leads({"unified_id": "u1", "title": "Director"}, {"unified_id": "u6"}),
+        ]
+    )
+    after_acts = pl.concat([before_acts, activities(("u2", "form_submission", 0.1))])
+    prints = input_fingerprints(after_leads, after_acts, NOW)
+    updated, rescored = update_scores(
+        previous, previous_prints, prints, after_leads, after_acts, definition, **kwargs
+    )
+
+    assert rescored == 3  # u1, u2 and u6
+    assert updated.equals(score(after_leads, after_acts, definition, **kwargs))
+    assert updated["unified_id"].to_list() == after_leads["unified_id"].to_list()
+    # Nothing changed: nothing is scored again, and the result is the same.
+    again, none = update_scores(
+        updated, prints, prints, after_leads, after_acts, definition, **kwargs
+    )
+    assert none == 0
+    assert again.equals(updated)
+
+
+def test_an_activity_dated_after_the_run_changes_the_fingerprint_when_its_time_comes() -> None:
+    lead = leads({"unified_id": "u"})
+    acts = activities(("u", "form_submission", -1))  # stamped a day ahead of the run
+    assert input_fingerprints(lead, acts, NOW).equals(input_fingerprints(lead, NO_ACTIVITY, NOW))
+    later = NOW + timedelta(days=2)
+    assert not input_fingerprints(lead, acts, later).equals(
+        input_fingerprints(lead, NO_ACTIVITY, later)
+    )
