@@ -214,7 +214,11 @@ def plan_writeback(
         )
         .join(fields, on=["system", "object"], how="inner")
         .join(long, on=["unified_id", "column"], how="inner")
+        .filter(pl.col("new_value").is_not_null())
         .join(_values(current, "current_value"), on=["record_id", "field"], how="left")
+        # A value the CRM already holds verbatim is equal in canonical form too: most are, and
+        # the canonical form (a float parse per value) is then computed for the few that remain.
+        .filter(pl.col("current_value").is_null() | pl.col("new_value").ne(pl.col("current_value")))
         .with_columns(
             canonical_value(pl.col("new_value")).alias("new_c"),
             canonical_value(pl.col("current_value")).alias("cur_c"),
