@@ -130,7 +130,9 @@ def scores_within_range(
     store = state_store.store()
     definition = lead_definition.definition()
     # Each lead's region (from its country) decides which bands and caps apply to it.
-    scores = frames.read(store, "scores").join(
+    scores = frames.read(
+        store, "scores", ["unified_id", "fit_score", "engagement_score", "score", "temperature"]
+    ).join(
         frames.read(store, "unified_leads", ["unified_id", "country"]),
         on="unified_id",
         how="left",

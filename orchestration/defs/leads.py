@@ -470,8 +470,8 @@ def leads_stages(
     # Every version of the definition (the global file and its regional overlays, as loaded) is
     # kept with the runs that staged leads by it.
     store.record_definition(definition.version, definition.recorded_content(), run_id)
-    unified = frames.read(store, "unified_leads")
-    scores = frames.read(store, "scores")
+    unified = frames.read(store, "unified_leads", stages.LEAD_COLUMNS)
+    scores = frames.read(store, "scores", list(stages.SCORE_INPUT))
     previous = stages.previous_with_history(
         frames.read(store, "stages"), store.read_appended(tables.stage_ledger, stages.LEDGER_SCHEMA)
     )

@@ -33,10 +33,21 @@ def nurture_assignments(
     catalogue = templates.load_templates(root)
     env = render.make_environment(root)
 
+    # Only the fields selection and rendering read: the golden records' provenance and the
+    # scores' reasons are most of those frames' bytes.
+    wanted = dict.fromkeys([*select.LEAD_INPUT_SCHEMA, *render.CONTEXT_COLUMNS])
     leads = (
-        frames.read(store, "unified_leads")
+        frames.read(
+            store,
+            "unified_leads",
+            [c for c in wanted if c in frames.FRAME_SCHEMAS["unified_leads"]],
+        )
         .join(frames.read(store, "stages"), on="unified_id", how="inner")
-        .join(frames.read(store, "scores"), on="unified_id", how="inner")
+        .join(
+            frames.read(store, "scores", ["unified_id", "score", "temperature"]),
+            on="unified_id",
+            how="inner",
+        )
     )
     previous = frames.read(store, "nurture_assignments")
     _record_deliveries(state_store, previous)

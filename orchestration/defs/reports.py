@@ -28,7 +28,7 @@ def reports_funnel(
     counts = metrics.stage_counts(frames.read(store, "stages"))
     report = metrics.funnel_report(
         store.read_appended(tables.stage_ledger, LEDGER_SCHEMA),
-        frames.read(store, "unified_leads"),
+        frames.read(store, "unified_leads", ["unified_id", "country", "lead_source"]),
         lead_definition.definition(),
         datetime.now(UTC),
     )

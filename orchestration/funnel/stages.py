@@ -127,7 +127,10 @@ _LEAD_INPUT: dict[str, pl.DataType] = {
     **{c: pl.Boolean() for c in BANT_COLUMNS},
 }
 
-_SCORE_INPUT: dict[str, pl.DataType] = {
+# The unified lead's columns staging reads: its inputs and `country`, which picks its region.
+LEAD_COLUMNS: list[str] = [*_LEAD_INPUT, "country"]
+
+SCORE_INPUT: dict[str, pl.DataType] = {
     "unified_id": pl.String(),
     "fit_score": pl.Int64(),
     "score": pl.Int64(),
@@ -224,7 +227,7 @@ def _assign(
             *(pl.col(c).fill_null(False) for c in BANT_COLUMNS),
         )
         .join(
-            ensure_columns(scores, _SCORE_INPUT).select(list(_SCORE_INPUT)),
+            ensure_columns(scores, SCORE_INPUT).select(list(SCORE_INPUT)),
             on="unified_id",
             how="left",
         )

@@ -174,9 +174,9 @@ default_links = links_for(_DEFAULT_LINK_BASE)
 
 
 _REUSE_KEY = ["unified_id", "template_id", "template_version", "locale", "status", "render_key"]
-# The lead fields a render reads (besides links, which follow from the lead id and template).
 _RENDER_KEY_SEED = 20261121
-_CONTEXT_COLUMNS = ["first_name", "last_name", "company", "title", "stage", "score", "temperature"]
+# The lead fields a render reads (besides links, which follow from the lead id and template).
+CONTEXT_COLUMNS = ["first_name", "last_name", "company", "title", "stage", "score", "temperature"]
 
 
 def template_digest(template: Template, env: SandboxedEnvironment) -> str:
@@ -229,7 +229,7 @@ def _render_keys(
         digest,
         *(
             pl.col(c).cast(pl.String).fill_null("\x00") if c in facts.columns else pl.lit("\x00")
-            for c in _CONTEXT_COLUMNS
+            for c in CONTEXT_COLUMNS
         ),
         pl.lit(site),
     ]
@@ -267,9 +267,9 @@ def render_assignments(
     by_id = {t.id: t for t in templates}
     lead_rows = (
         ensure_columns(
-            leads, {c: pl.Int64() if c == "score" else pl.String() for c in _CONTEXT_COLUMNS}
+            leads, {c: pl.Int64() if c == "score" else pl.String() for c in CONTEXT_COLUMNS}
         )
-        .select("unified_id", *_CONTEXT_COLUMNS)
+        .select("unified_id", *CONTEXT_COLUMNS)
         .unique("unified_id", keep="first")
     )
     held = assignments.get_column("template_id").drop_nulls().unique().to_list()

@@ -59,7 +59,7 @@ HISTORY_SCHEMA: dict[str, pl.DataType] = {
 # Activities that are an email the person received from us outside nurture.
 CAP_ACTIVITY_TYPES: tuple[str, ...] = ("sales_email",)
 
-_LEAD_INPUT: dict[str, pl.DataType] = {
+LEAD_INPUT_SCHEMA: dict[str, pl.DataType] = {
     "unified_id": pl.String(),
     "stage": pl.String(),
     "score": pl.Int64(),
@@ -250,7 +250,7 @@ def select_next(
     )
     region_of = definition.country_regions()
     leads = (
-        ensure_columns(unified_with_stage_and_score, _LEAD_INPUT)
+        ensure_columns(unified_with_stage_and_score, LEAD_INPUT_SCHEMA)
         .unique("unified_id", keep="first", maintain_order=True)
         .with_columns(
             pl.col("country")
