@@ -27,6 +27,8 @@ FRAME_SCHEMAS: dict[str, dict[str, pl.DataType]] = {
     "quarantined": REJECTION_SCHEMA,
     "activities_normalized": ACTIVITY_SCHEMA,
     "outcomes": OUTCOME_SCHEMA,
+    # Name part -> romaji, kept so that pykakasi's dictionaries load only for a part never seen.
+    "romaji_parts": {"part": pl.String(), "romaji": pl.String()},
     "identity": IDENTITY_SCHEMA,
     # The rest of the identity graph, so the next run matches only new and changed records.
     "identity_pairs": IDENTITY_PAIR_SCHEMA,

@@ -4,6 +4,7 @@ import hashlib
 import json
 import uuid
 from datetime import UTC, datetime
+from importlib.metadata import version
 from pathlib import Path
 from types import ModuleType
 
@@ -61,9 +62,11 @@ def code_basis(*modules: ModuleType, extra: object = None) -> str:
 
 
 def normalize_basis(definition: LeadDefinition) -> str:
-    """What normalised records depend on besides the records: the field mappings and the
-    normalising code. When it changes, every record is normalised again."""
-    return code_basis(normalize, model, quality, extra=definition.field_mappings)
+    """What normalised records depend on besides the records: the field mappings, the
+    normalising code and the libraries whose data decide phones and romaji. When it changes,
+    every record is normalised again."""
+    libraries = {name: version(name) for name in ("phonenumbers", "pykakasi")}
+    return code_basis(normalize, model, quality, extra=[definition.field_mappings, libraries])
 
 
 def _same_basis(store: StateStore, name: str, basis: str) -> bool:
@@ -177,8 +180,12 @@ def leads_normalized(
         and _same_basis(store, "normalize_basis", basis)
         and not any(snap.complete for snap in snaps.values() if snap.keyed.height)
     )
+    # Name part -> romaji from earlier runs: pykakasi's dictionaries load only for a new part.
+    romaji = dict(frames.read(store, "romaji_parts").iter_rows()) if incremental else {}
     mapped = normalize.normalize_leads(
-        _people_to_normalize(snaps, raw) if incremental else raw, definition.field_mappings
+        _people_to_normalize(snaps, raw) if incremental else raw,
+        definition.field_mappings,
+        romaji=romaji,
     )
     # A record that cannot be trusted waits in quarantine with its reason; the run goes on.
     fresh, rejected = quality.quarantine(mapped)
@@ -197,6 +204,14 @@ def leads_normalized(
         context.log.warning(f"... and {len(quarantined) - _QUARANTINE_LOGGED} more in quarantine")
     frames.write(store, "leads_normalized", leads)
     frames.write(store, "quarantined", quarantined)
+    frames.write(
+        store,
+        "romaji_parts",
+        pl.DataFrame(
+            {"part": list(romaji), "romaji": list(romaji.values())},
+            schema=frames.FRAME_SCHEMAS["romaji_parts"],
+        ),
+    )
     if incremental:
         changed_raw, origins, with_events = _activities_to_normalize(snaps, raw)
         activities = normalize.update_activities(

@@ -6,6 +6,7 @@ from datetime import UTC, date, datetime
 import polars as pl
 import pytest
 
+from orchestration.funnel import normalize
 from orchestration.funnel.model import ACTIVITY_SCHEMA, ACTIVITY_TYPES, CANONICAL_LEAD_SCHEMA
 from orchestration.funnel.normalize import (
     DEFAULT_LEAD_MAPPINGS,
@@ -1161,3 +1162,17 @@ def test_bant_checkboxes_parse_as_booleans_and_are_null_where_the_org_has_none()
     assert (lead["bant_need"], lead["bant_timeline"], lead["bant_budget"]) == (True, True, False)
     assert lead["bant_authority"] is None and lead["bant_competitor"] is None
     assert all(contact[f"bant_{c}"] is None for c in ("budget", "authority", "need", "timeline"))
+
+
+def test_name_romaji_reads_and_extends_the_memo_it_is_given() -> None:
+    def series(*values: str | None) -> pl.Series:
+        return pl.Series(values=list(values), dtype=pl.String)
+
+    # "鈴木" is known (a stand-in answer proves the memo is read, not pykakasi); "雄一" is new.
+    memo = {"鈴木": "suzukii"}
+    key = normalize.name_romaji(series("雄一"), series("鈴木"), series(None), series(None), memo)
+    assert key.to_list() == ["suzukii yuichi"]
+    assert memo == {"鈴木": "suzukii", "雄一": "yuuichi"}  # long vowels are folded after it
+    # Without a memo, the same name is romanised from scratch.
+    plain = normalize.name_romaji(series("雄一"), series("鈴木"), series(None), series(None))
+    assert plain.to_list() == ["suzuki yuichi"]
