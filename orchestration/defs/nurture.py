@@ -53,9 +53,7 @@ def nurture_assignments(
     _record_deliveries(state_store, previous)
     history = store.read_table(tables.nurture_history, select.HISTORY_SCHEMA)
     # Both CRMs' timeline, for wait-after triggers ("a week after a download").
-    activities = frames.read(store, "activities").select(
-        "unified_id", "activity_type", "occurred_at"
-    )
+    activities = frames.read(store, "activities", ["unified_id", "activity_type", "occurred_at"])
     chosen = select.select_next(
         leads, catalogue, history, definition, now=datetime.now(UTC), activities=activities
     )
@@ -104,9 +102,9 @@ def _record_deliveries(state_store: StateStoreResource, previous: pl.DataFrame) 
     store = state_store.store()
     if previous.is_empty():
         return
-    emails = frames.read(store, "activities").filter(
-        pl.col("activity_type").is_in(["sales_email", "email_open", "email_click"])
-    )
+    emails = frames.read(
+        store, "activities", ["unified_id", "activity_type", "detail", "occurred_at"]
+    ).filter(pl.col("activity_type").is_in(["sales_email", "email_open", "email_click"]))
     if emails.is_empty():
         return
     delivered = (

@@ -465,7 +465,9 @@ class StateStore:
     ) -> None:
         """Replace the derived frame `name` (stored as one Parquet file, dtypes intact)."""
         buffer = io.BytesIO()
-        frame.write_parquet(buffer, compression="lz4", statistics=False)
+        # zstd at its fastest level: as quick as lz4 to write and read here, and a third of the
+        # bytes for text such as rendered emails (the database moves fewer of them).
+        frame.write_parquet(buffer, compression="zstd", compression_level=1, statistics=False)
         t = tables.derived_frames
         row = {
             "name": name,
