@@ -49,6 +49,8 @@ FRAME_SCHEMAS: dict[str, dict[str, pl.DataType]] = {
     "writeback_plan": PLAN_SCHEMA,
     # The funnel report's stage rows (waterfall, time in stage, exits); its cuts live in metadata.
     "report_funnel": STAGE_REPORT_SCHEMA,
+    # The last funnel chart and the digest of what it draws, so an unmoved funnel is not redrawn.
+    "report_chart": {"digest": pl.String(), "png": pl.Binary()},
 }
 
 

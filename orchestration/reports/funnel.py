@@ -4,8 +4,11 @@ Rendering is headless: a bare `Figure` on matplotlib's Agg canvas, never pyplot 
 global state), so it runs in the Dagster worker, in threads and in CI.
 """
 
+import hashlib
 import io
+import json
 import os
+from importlib.metadata import version
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,6 +23,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_REPORTS_DIR",
     "PNG_NAME",
+    "chart_digest",
     "markdown_tables",
     "render_funnel_markdown",
     "render_funnel_png",
@@ -165,10 +169,8 @@ def _panel(
         ax.text(n + top * 0.02, y, text, va="center", fontsize=8)
 
 
-def render_funnel_png(report: FunnelReport, *, per_region: bool = True) -> bytes:
-    """A horizontal waterfall bar chart (reached per stage, conversion from the previous stage in
-    brackets, the bottleneck's stage in red), with one small panel per region when there is more
-    than one; PNG bytes."""
+def _panels(report: FunnelReport, per_region: bool) -> list[tuple[str, pl.DataFrame]]:
+    """(title, stage rows) of each panel of the chart: all leads, then the largest regions."""
     panels: list[tuple[str, pl.DataFrame]] = [("All leads", report.overall)]
     if per_region:
         regions = report.by_region.filter(pl.col("stage") == STAGE_ORDER[0]).sort(
@@ -180,6 +182,28 @@ def render_funnel_png(report: FunnelReport, *, per_region: bool = True) -> bytes
                 panels.append(
                     (f"Region {code}", report.by_region.filter(pl.col("segment") == code))
                 )
+    return panels
+
+
+def chart_digest(report: FunnelReport, *, per_region: bool = True) -> str:
+    """A fingerprint of everything `render_funnel_png` draws (and of the code and matplotlib that
+    draw it): equal digests mean byte-equal charts, so a run whose figures did not move can reuse
+    the last one instead of paying ~0.8 s for matplotlib."""
+    digest = hashlib.sha256(Path(__file__).read_bytes())
+    digest.update(version("matplotlib").encode())
+    digest.update(report.bottleneck_sentence().encode())
+    digest.update(str(report.bottleneck.stage if report.bottleneck else None).encode())
+    for title, frame in _panels(report, per_region):
+        rows = frame.select("stage", "reached", "conversion_from_previous").rows()
+        digest.update(json.dumps([title, rows], default=str).encode())
+    return digest.hexdigest()
+
+
+def render_funnel_png(report: FunnelReport, *, per_region: bool = True) -> bytes:
+    """A horizontal waterfall bar chart (reached per stage, conversion from the previous stage in
+    brackets, the bottleneck's stage in red), with one small panel per region when there is more
+    than one; PNG bytes."""
+    panels = _panels(report, per_region)
     highlight = report.bottleneck.stage if report.bottleneck else None
     # matplotlib takes ~0.4 s to import: only a run that draws pays it, not every code-location
     # load or CLI start.
@@ -198,11 +222,14 @@ def render_funnel_png(report: FunnelReport, *, per_region: bool = True) -> bytes
     return buffer.getvalue()
 
 
-def write_funnel_report(report: FunnelReport, out_dir: Path | None = None) -> tuple[Path, Path]:
-    """Write funnel.png and funnel.md (linking the PNG) to `out_dir` (default: reports_dir())."""
+def write_funnel_report(
+    report: FunnelReport, out_dir: Path | None = None, *, chart: bytes | None = None
+) -> tuple[Path, Path]:
+    """Write funnel.png and funnel.md (linking the PNG) to `out_dir` (default: reports_dir());
+    `chart`, when given, is the report's PNG already rendered."""
     folder = out_dir or reports_dir()
     folder.mkdir(parents=True, exist_ok=True)
     png, md = folder / PNG_NAME, folder / MD_NAME
-    png.write_bytes(render_funnel_png(report))
+    png.write_bytes(render_funnel_png(report) if chart is None else chart)
     md.write_text(render_funnel_markdown(report, image=PNG_NAME), encoding="utf-8")
     return png, md

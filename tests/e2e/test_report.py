@@ -68,7 +68,7 @@ def test_the_sync_writes_the_report_files(env: tuple[StateStore, Path]) -> None:
 
 
 def test_asset_metadata_has_tables_bottleneck_and_chart(env: tuple[StateStore, Path]) -> None:
-    store, _ = env
+    store, reports = env
     result = dg.materialize(
         [reports_funnel],
         resources={
@@ -91,6 +91,9 @@ def test_asset_metadata_has_tables_bottleneck_and_chart(env: tuple[StateStore, P
     match = re.fullmatch(r"!\[funnel\]\(data:image/png;base64,([A-Za-z0-9+/=]+)\)", chart)
     assert match
     assert base64.b64decode(match.group(1)).startswith(PNG_SIGNATURE)
+    # Nothing moved since the sync drew it: the same chart, not drawn again.
+    assert meta["chart_redrawn"].value is False
+    assert base64.b64decode(match.group(1)) == (reports / "funnel.png").read_bytes()
 
 
 def test_cli_report_funnel(env: tuple[StateStore, Path], tmp_path: Path) -> None:

@@ -9,7 +9,12 @@ import pytest
 
 from orchestration.funnel.definition import ALL_STAGES, STAGE_ORDER, LeadDefinition, load_definition
 from orchestration.funnel.metrics import STAGE_REPORT_SCHEMA, funnel_report, stage_counts, waterfall
-from orchestration.reports.funnel import markdown_tables, render_funnel_markdown, render_funnel_png
+from orchestration.reports.funnel import (
+    chart_digest,
+    markdown_tables,
+    render_funnel_markdown,
+    render_funnel_png,
+)
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -263,3 +268,16 @@ def test_markdown_and_png(definition: LeadDefinition) -> None:
     assert report.bottleneck_sentence() in doc and "![funnel](funnel.png)" in doc
     png = render_funnel_png(report)
     assert png.startswith(PNG_SIGNATURE) and len(png) > 5_000
+
+
+def test_the_chart_digest_moves_with_the_figures_drawn(definition: LeadDefinition) -> None:
+    stops = {"Lead": 5, "MQL": 20, "SAL": 3}
+    unified = _unified(*((f"j{i}", "JP", None) for i in range(28)))
+    report = funnel_report(_ledger(*_mass_ledger("j", stops)), unified, definition, NOW)
+    again = funnel_report(_ledger(*_mass_ledger("j", stops)), unified, definition, NOW)
+    moved = funnel_report(
+        _ledger(*_mass_ledger("j", {**stops, "Lead": 4, "SAL": 4})), unified, definition, NOW
+    )
+    assert chart_digest(report) == chart_digest(again)
+    assert render_funnel_png(report) == render_funnel_png(again)  # equal digests, equal bytes
+    assert chart_digest(report) != chart_digest(moved)
