@@ -18,6 +18,7 @@ from orchestration.defs.resources import (
     LeadDefinitionResource,
     StateStoreResource,
 )
+from orchestration.funnel import definition as definition_code
 from orchestration.funnel import identity, model, normalize, quality, scoring, stages, unify
 from orchestration.funnel.definition import LeadDefinition
 from orchestration.store import SOURCE_ID, SourceSnapshot, StateStore, tables
@@ -437,7 +438,7 @@ def leads_scores(
     prints = scoring.input_fingerprints(unified, acts, now)
     # Within one day and one definition a lead's score changes only with its own fields or
     # activities: only those leads are scored again.
-    basis = code_basis(scoring, extra=[definition.version, decay_from.isoformat()])
+    basis = code_basis(scoring, definition_code, extra=[definition.version, decay_from.isoformat()])
     previous = frames.read(store, "scores")
     if previous.height and _same_basis(store, "scores_basis", basis):
         scores, rescored = scoring.update_scores(

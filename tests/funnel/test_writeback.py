@@ -190,6 +190,33 @@ def test_crm_owned_field_edited_by_a_person_is_left_alone(definition: LeadDefini
     assert plan.filter(pl.col("field") == "leadsync_stage")["new_value"].to_list() == ["SAL"]
 
 
+def test_the_ledger_is_asked_only_for_crm_owned_fields_that_hold_a_value(
+    definition: LeadDefinition,
+) -> None:
+    sf = definition.writeback.salesforce
+    fields = dict(sf.fields)
+    fields["LeadSync_Stage__c"] = fields["LeadSync_Stage__c"].model_copy(update={"owner": "crm"})
+    crm_owned = definition.model_copy(
+        update={
+            "writeback": definition.writeback.model_copy(
+                update={"salesforce": sf.model_copy(update={"fields": fields})}
+            )
+        }
+    )
+    want = desired({"unified_id": "U1", "stage": "SAL"}, {"unified_id": "U2", "stage": "SAL"})
+    cur = current({("salesforce:Lead:00Q1", "LeadSync_Stage__c"): "SQL"})
+    asked: list[list[str]] = []
+
+    def last_written(ids: pl.Series) -> pl.DataFrame:
+        asked.append(sorted(ids.to_list()))
+        return current().filter(pl.col("record_id").is_in(ids.implode()))
+
+    plan = plan_writeback(want, TARGETS, cur, last_written, crm_owned)
+    # The HubSpot stage differs too, but leadsync owns it there: no ledger read for it.
+    assert asked == [["salesforce:Contact:0031", "salesforce:Lead:00Q1"]]
+    assert plan.equals(plan_writeback(want, TARGETS, cur, current(), crm_owned))
+
+
 def test_current_values_from_raw_pulls(definition: LeadDefinition) -> None:
     raw = {
         "hubspot:contacts": pl.DataFrame(
