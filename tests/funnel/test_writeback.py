@@ -169,7 +169,9 @@ def test_human_edit_of_leadsync_owned_field_is_overwritten(definition: LeadDefin
     ]
 
 
-def test_crm_owned_field_edited_by_a_person_is_left_alone(definition: LeadDefinition) -> None:
+def _salesforce_stage_owned_by_crm(definition: LeadDefinition) -> LeadDefinition:
+    """The definition with LeadSync_Stage__c owned by the CRM (leadsync writes it only while the
+    CRM still holds what leadsync last wrote)."""
     sf = definition.writeback.salesforce
     fields = dict(sf.fields)
     fields["LeadSync_Stage__c"] = fields["LeadSync_Stage__c"].model_copy(update={"owner": "crm"})
@@ -180,6 +182,11 @@ def test_crm_owned_field_edited_by_a_person_is_left_alone(definition: LeadDefini
             )
         }
     )
+    return crm_owned
+
+
+def test_crm_owned_field_edited_by_a_person_is_left_alone(definition: LeadDefinition) -> None:
+    crm_owned = _salesforce_stage_owned_by_crm(definition)
     want = desired({"unified_id": "U1", "stage": "SAL"}, {"unified_id": "U2", "stage": "SAL"})
     cur = current({("salesforce:Lead:00Q1", "LeadSync_Stage__c"): "SQL"})  # edited by a person
     last = current()  # we last wrote MQL everywhere
@@ -193,16 +200,7 @@ def test_crm_owned_field_edited_by_a_person_is_left_alone(definition: LeadDefini
 def test_the_ledger_is_asked_only_for_crm_owned_fields_that_hold_a_value(
     definition: LeadDefinition,
 ) -> None:
-    sf = definition.writeback.salesforce
-    fields = dict(sf.fields)
-    fields["LeadSync_Stage__c"] = fields["LeadSync_Stage__c"].model_copy(update={"owner": "crm"})
-    crm_owned = definition.model_copy(
-        update={
-            "writeback": definition.writeback.model_copy(
-                update={"salesforce": sf.model_copy(update={"fields": fields})}
-            )
-        }
-    )
+    crm_owned = _salesforce_stage_owned_by_crm(definition)
     want = desired({"unified_id": "U1", "stage": "SAL"}, {"unified_id": "U2", "stage": "SAL"})
     cur = current({("salesforce:Lead:00Q1", "LeadSync_Stage__c"): "SQL"})
     asked: list[list[str]] = []
