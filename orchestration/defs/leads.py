@@ -71,7 +71,13 @@ def normalize_basis(definition: LeadDefinition) -> str:
 
 
 def _same_basis(store: StateStore, name: str, basis: str) -> bool:
+    """Whether a step's stored results were made on `basis` (see `_save_basis`)."""
     return store.read_frame(name).to_dicts() == [{"basis": basis}]
+
+
+def _save_basis(store: StateStore, name: str, basis: str) -> None:
+    """Record the basis a step's results were just stored on (after the results themselves)."""
+    store.replace_frame(name, pl.DataFrame([{"basis": basis}]))
 
 
 def _people_to_normalize(
@@ -224,7 +230,7 @@ def leads_normalized(
         )
     frames.write(store, "activities_normalized", activities)
     frames.write(store, "outcomes", normalize.normalize_outcomes(raw))
-    store.replace_frame("normalize_basis", pl.DataFrame([{"basis": basis}]))
+    _save_basis(store, "normalize_basis", basis)
     # Only now that the results are stored: a failed run leaves the change for the next one.
     for snap in snaps.values():
         store.save_source_snapshot(snap)
@@ -380,7 +386,7 @@ def leads_unified(state_store: StateStoreResource) -> dg.MaterializeResult:
         remade = golden.height
     frames.write(store, "unified_leads", golden)
     frames.write(store, "unified_members", prints)
-    store.replace_frame("unified_basis", pl.DataFrame([{"basis": basis}]))
+    _save_basis(store, "unified_basis", basis)
     frames.write(store, "writeback_targets", unify.targets(leads, ident))
     live = golden.filter(~pl.col("is_deleted"))
     return dg.MaterializeResult(
@@ -456,7 +462,7 @@ def leads_scores(
         rescored = scores.height
     frames.write(store, "scores", scores)
     frames.write(store, "score_inputs", prints)
-    store.replace_frame("scores_basis", pl.DataFrame([{"basis": basis}]))
+    _save_basis(store, "scores_basis", basis)
     temps = scores.group_by("temperature").len().sort("temperature")
     return dg.MaterializeResult(
         metadata={

@@ -55,8 +55,8 @@ def reports_funnel(
                 {"digest": [digest], "png": [chart]}, schema=frames.FRAME_SCHEMAS["report_chart"]
             ),
         )
-    png_path, md_path = write_funnel_report(report, reports_dir(), chart=chart)
-    data_uri = "data:image/png;base64," + base64.b64encode(png_path.read_bytes()).decode("ascii")
+    _, md_path = write_funnel_report(report, reports_dir(), chart=chart)
+    data_uri = "data:image/png;base64," + base64.b64encode(chart).decode("ascii")
     tables_md = markdown_tables(report)
     return dg.MaterializeResult(
         metadata={

@@ -102,8 +102,8 @@ def writeback_plan(
         previous, current, _ledger_rows(store, previous["record_id"].unique())
     )
     _ledger(store, landed, _run_id(context))
-    # The ledger is as long as everything leadsync ever wrote; the plan reads the rows of the
-    # records whose CRM values differ from the desired ones.
+    # The ledger is as long as everything leadsync ever wrote; the plan reads the rows of just
+    # the records whose CRM-owned fields hold a value other than the desired one.
     plan = writeback.plan_writeback(
         desired, targets, current, lambda ids: _ledger_rows(store, ids), definition
     )

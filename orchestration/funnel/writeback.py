@@ -168,8 +168,8 @@ def plan_writeback(
     temperature, next_template_id, next_subject, ...). `targets`: unified_id, record_id,
     source_system, source_object, source_id. `current` and `last_written`: long frames
     (record_id, field, value) of what each CRM holds now and what leadsync last wrote; the
-    latter may be a function from record ids to their rows, asked only for the records whose
-    CRM values differ from the desired ones.
+    latter may be a function from record ids to their rows, asked only for the records with a
+    CRM-owned field that holds a value other than the desired one (the only rows it decides).
     """
     fields = pl.DataFrame(
         definition.writeback_field_rows(),

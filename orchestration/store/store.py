@@ -692,9 +692,7 @@ def _aware(value: datetime) -> datetime:
 def _utc(value: object) -> object:
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
-    if isinstance(value, datetime) and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
+    return _aware(value) if isinstance(value, datetime) else value
 
 
 def payload_frame(payloads: Sequence[Mapping[str, Any]]) -> pl.DataFrame:
