@@ -318,8 +318,10 @@ class StateStore:
         which cannot be saved)."""
         name = f"source:{system}:{obj}"
         t, d = tables.source_records, tables.derived_frames
-        changed_ids: list[str] = []
-        edited_ids: list[str] = []
+        # Per batch, as frames: Python strings kept from every batch would pin the memory each
+        # batch's payloads leave behind (objects of one size share pages).
+        changed_parts: list[pl.Series] = []
+        edited_parts: list[pl.Series] = []
         through: datetime | None = None
         batches: list[pl.DataFrame] = []
         with self.engine.connect() as conn:
@@ -336,15 +338,15 @@ class StateStore:
             # the frame of strings they become takes a tenth of that.
             result = conn.execution_options(yield_per=_DECODE_BATCH).execute(query)
             for rows in result.partitions():
-                ids = [r[0] for r in rows]
-                changed_ids.extend(ids)
+                ids = pl.Series(SOURCE_ID, [r[0] for r in rows], pl.String())
+                changed_parts.append(ids)
                 # Echoes of leadsync's own write-back keep their `changed_at`: in the snapshot
                 # (the write-back plan reads the values they carry), not among the records
                 # edited since.
-                edited_ids.extend(
-                    r[0]
-                    for r in rows
-                    if mark is None or r[3] is None or _aware(r[3]) > _aware(mark)
+                edited_parts.append(
+                    ids.filter(
+                        [mark is None or r[3] is None or _aware(r[3]) > _aware(mark) for r in rows]
+                    )
                 )
                 through = max(
                     (v for v in (_utc(r[2]) for r in rows) if isinstance(v, datetime)),
@@ -353,12 +355,14 @@ class StateStore:
                 fields = payload_frame([json.loads(r[1]) for r in rows])
                 if columns is not None:
                     fields = fields.select(c for c in columns if c in fields.columns)
-                id_column = pl.Series(SOURCE_ID, ids, pl.String()).to_frame()
                 batches.append(
-                    pl.concat([id_column, fields], how="horizontal") if fields.width else id_column
+                    pl.concat([ids.to_frame(), fields], how="horizontal")
+                    if fields.width
+                    else ids.to_frame()
                 )
-        changed = pl.Series(SOURCE_ID, changed_ids, pl.String())
-        edited = pl.Series(SOURCE_ID, edited_ids, pl.String())
+        empty = pl.Series(SOURCE_ID, [], pl.String())
+        changed = pl.concat(changed_parts) if changed_parts else empty
+        edited = pl.concat(edited_parts) if edited_parts else empty
         if not batches:
             delta = changed.to_frame()
         else:
@@ -376,14 +380,14 @@ class StateStore:
             frame = self.read_frame(
                 name, columns=None if columns is None else [SOURCE_ID, *columns]
             )
-            if changed_ids:
+            if changed.len():
                 frame = pl.concat(
                     [frame.filter(~pl.col(SOURCE_ID).is_in(changed.implode())), delta],
                     how="diagonal_relaxed",
                 )
         return SourceSnapshot(
             name=name,
-            keyed=frame.sort(SOURCE_ID) if changed_ids else frame,
+            keyed=frame.sort(SOURCE_ID) if changed.len() else frame,
             changed=changed,
             edited=edited,
             complete=mark is None,
