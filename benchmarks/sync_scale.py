@@ -109,7 +109,7 @@ class ScaleSandboxes(Sandboxes):
 
     `Sandboxes.start` collects the whole generated dataset before loading it; at a million people
     that is ~13M dicts held twice (the dataset and the emulators' copies). Here each chunk is
-    loaded and dropped, except page views, which wait to be loaded in one go (see `_seed`).
+    loaded and dropped.
     While streaming, `change_share` of the people are drawn (seeded) and their person records
     kept in `chosen` as (system, object, record id): the change step's targets."""
 
@@ -141,18 +141,12 @@ class ScaleSandboxes(Sandboxes):
 
     def _seed(self) -> None:
         rng = random.Random(self.change_seed)
-        web_events: list[dict[str, Any]] = []
         for chunk in iter_generate(self.size, self.seed):
             for name, records in chunk.hubspot.items():
                 self.counts[f"hubspot.{name}"] = self.counts.get(f"hubspot.{name}", 0) + len(
                     records
                 )
-                if name == "web_events":
-                    # The emulator re-sorts every page view on each load: load them once at the
-                    # end instead of once per chunk (quadratic at millions of events).
-                    web_events.extend(records)
-                else:
-                    self.hubspot.load(name, records)
+                self.hubspot.load(name, records)
             for name, records in chunk.salesforce.items():
                 key = f"salesforce.{name}"
                 self.counts[key] = self.counts.get(key, 0) + len(records)
@@ -172,7 +166,6 @@ class ScaleSandboxes(Sandboxes):
                 raise RssLimitExceeded(
                     f"seeding: RSS {rss:,.0f} MiB after {self.counts['people']:,} people, aborted"
                 )
-        self.hubspot.load("web_events", web_events)
 
     def _pick(self, rng: random.Random) -> bool:
         return rng.random() < self.change_share

@@ -335,6 +335,25 @@ def _coerce_value(raw: Any) -> str | None:
     return str(raw)
 
 
+# A page view as the Events API stores it: (occurredAt ms, id, contact id, event type, property
+# (name, value) pairs). A million people view ~6M pages; as the JSON dicts the API returns they
+# took ~670 B each, as rows ~250 B (the type and property pairs are shared, see `_load_events`).
+_PageView = tuple[int, str, str, str, tuple[tuple[str, str], ...]]
+
+
+def _page_view_json(row: _PageView) -> Json:
+    """A stored page view as the Events API returns it."""
+    at_ms, event_id, object_id, event_type, properties = row
+    return {
+        "objectType": "contact",
+        "objectId": object_id,
+        "eventType": event_type,
+        "occurredAt": _iso(at_ms),
+        "id": event_id,
+        "properties": dict(properties),
+    }
+
+
 def _load_instant(value: Any, fallback_ms: int) -> int:
     if value is None:
         return fallback_ms
@@ -844,8 +863,12 @@ class HubSpotSandbox:
         )
         self._lock = threading.RLock()
         self._stores: dict[str, _Store] = {ot: _Store() for ot in OBJECT_TYPES}
-        # Timeline events of the Events API, sorted by (occurredAt ms, id).
-        self._events: list[tuple[int, str, Json]] = []
+        # Timeline events of the Events API as compact rows (`_PageView`), sorted by (occurredAt
+        # ms, id) on the first read after a load (`_sorted_events`).
+        self._events: list[_PageView] = []
+        self._events_sorted = True
+        # Event types and property pairs repeat across millions of page views: one copy each.
+        self._event_parts: dict[Any, Any] = {}
         self._unserved_events: dict[str, int] = {}
         self._props: dict[str, dict[str, Json]] = {
             ot: {p["name"]: p for p in defs} for ot, defs in standard_properties().items()
@@ -1547,21 +1570,31 @@ class HubSpotSandbox:
             # sandbox but not served.
             self._unserved_events[kind] = self._unserved_events.get(kind, 0) + len(records)
             return
-        rows: list[tuple[int, str, Json]] = []
+        shared = self._event_parts.setdefault
+        rows: list[_PageView] = []
         for raw in records:
-            at_ms = _load_instant(raw["occurredAt"], self._now_ms())
-            event: Json = {
-                "objectType": "contact",
-                "objectId": str(raw["objectId"]),
-                "eventType": raw["eventType"],
-                "occurredAt": _iso(at_ms),
-                "id": str(raw["id"]),
-                "properties": {k: str(v) for k, v in (raw.get("properties") or {}).items()},
-            }
-            rows.append((at_ms, event["id"], event))
+            properties = tuple((k, str(v)) for k, v in (raw.get("properties") or {}).items())
+            rows.append(
+                (
+                    _load_instant(raw["occurredAt"], self._now_ms()),
+                    str(raw["id"]),
+                    str(raw["objectId"]),
+                    shared(raw["eventType"], raw["eventType"]),
+                    shared(properties, properties),
+                )
+            )
         with self._lock:
             self._events.extend(rows)
-            self._events.sort(key=lambda row: (row[0], row[1]))
+            # Sorted once, when next read: sorting on every load made seeding in chunks
+            # quadratic in the events.
+            self._events_sorted = False
+
+    def _sorted_events(self) -> list["_PageView"]:
+        """The page views in (occurredAt, id) order; call with the lock held."""
+        if not self._events_sorted:
+            self._events.sort()  # ids are unique, so no two rows compare past the id
+            self._events_sorted = True
+        return self._events
 
     def _ep_events(self, request: Request) -> tuple[int, Json]:
         # GET /events/v3/events/: objectType (and optionally objectId, eventType) filters,
@@ -1586,25 +1619,26 @@ class HubSpotSandbox:
         # One page costs what it returns (plus, under a filter, what it skips): copying or
         # filtering the whole window per page made a full pull quadratic in the events.
         with self._lock:
-            start = 0 if lo is None else bisect.bisect_right(self._events, (lo, "\uffff"))
-            end = len(self._events) if hi is None else bisect.bisect_left(self._events, (hi, ""))
+            events = self._sorted_events()
+            start = 0 if lo is None else bisect.bisect_right(events, (lo, "\uffff"))
+            end = len(events) if hi is None else bisect.bisect_left(events, (hi, ""))
             positions = range(end - 1, start - 1, -1) if descending else range(start, end)
             if object_id is None and event_type is None:
-                page = [self._events[i][2] for i in positions[offset : offset + limit]]
+                page = [_page_view_json(events[i]) for i in positions[offset : offset + limit]]
                 following: int | None = offset + limit if offset + limit < len(positions) else None
             else:
                 # The `after` token is opaque to clients: here it is the position in the window
                 # where the next page's scan starts, so a page never re-skips earlier matches.
                 page, following = [], None
                 for index in range(offset, len(positions)):
-                    event = self._events[positions[index]][2]
-                    if (object_id is None or event["objectId"] == object_id) and (
-                        event_type is None or event["eventType"] == event_type
+                    row = events[positions[index]]
+                    if (object_id is None or row[2] == object_id) and (
+                        event_type is None or row[3] == event_type
                     ):
                         if len(page) == limit:
                             following = index
                             break
-                        page.append(event)
+                        page.append(_page_view_json(row))
         body: Json = {"results": page}
         if following is not None:
             body["paging"] = {"next": {"after": str(following)}}

@@ -47,7 +47,7 @@ def _change_the_crms(box: Sandboxes) -> dict[str, list[str]]:
         )
         hs._version += 1
         # A first page view for a contact that had none: its page-view count row gives way.
-        with_views = {str(e[2].get("objectId")) for e in hs._events}
+        with_views = {e[2] for e in hs._events}  # rows of (at, id, contact id, ...)
         viewer = next(
             r
             for r in hs._stores["contacts"].records.values()
