@@ -72,3 +72,42 @@ def test_a_batched_read_after_a_saved_snapshot_decodes_only_what_was_pulled_sinc
     assert snap.keyed["id"].to_list() == [str(i) for i in range(8)]
     assert snap.keyed["email"].to_list()[3:5] == ["new@example.com", "new@example.com"]
     assert snap.pulled_through == later
+
+
+def test_a_staged_snapshot_reads_the_same_until_its_mark_moves(store: StateStore) -> None:
+    # leads/normalized stages each object's snapshot as soon as it has used it, and moves the
+    # marks only once its results are stored: a step that fails in between must find the same
+    # change on the next read.
+    store.upsert_source_records("hubspot", "contacts", _contacts(4), pulled_at=PULLED)
+    store.save_source_snapshot(store.source_snapshot("hubspot", "contacts"))
+    later = PULLED + timedelta(minutes=15)
+    edited = [{**_contacts(1, start=2)[0], "email": "edited@example.com"}]
+    store.upsert_source_records("hubspot", "contacts", edited, pulled_at=later)
+
+    first = store.source_snapshot("hubspot", "contacts")
+    assert first.read_from == PULLED and first.pulled_through == later
+    store.stage_source_snapshot(first)
+    # The step failed here: the next read decodes the same change over the staged records.
+    again = store.source_snapshot("hubspot", "contacts")
+    assert again.keyed.equals(first.keyed)
+    assert again.edited.to_list() == first.edited.to_list() == ["2"]
+
+    store.stage_source_snapshot(again)
+    store.advance_source_snapshots({again.name: again.pulled_through})
+    settled = store.source_snapshot("hubspot", "contacts")
+    assert settled.changed.len() == 0 and settled.keyed.equals(first.keyed)
+    assert settled.read_from == later
+
+
+def test_unread_sources_are_the_objects_with_records_and_no_snapshot(store: StateStore) -> None:
+    objects = [("hubspot", "contacts"), ("hubspot", "calls"), ("salesforce", "Lead")]
+    assert store.unread_sources(objects) == []
+    store.upsert_source_records("hubspot", "contacts", _contacts(2), pulled_at=PULLED)
+    store.upsert_source_records("salesforce", "Lead", [{"id": "00Q1"}], pulled_at=PULLED)
+    assert store.unread_sources(objects) == ["hubspot:contacts", "salesforce:Lead"]
+    # Staged is not yet read: its mark has not moved past the first read.
+    snap = store.source_snapshot("hubspot", "contacts")
+    store.stage_source_snapshot(snap)
+    assert store.unread_sources(objects) == ["hubspot:contacts", "salesforce:Lead"]
+    store.advance_source_snapshots({snap.name: snap.pulled_through})
+    assert store.unread_sources(objects) == ["salesforce:Lead"]

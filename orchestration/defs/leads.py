@@ -47,10 +47,11 @@ RAW_SOURCES = (
 _QUARANTINE_LOGGED = 20
 
 
-def source_snapshots(store: StateStore) -> dict[str, SourceSnapshot]:
-    """Every stored CRM object, keyed "<system>:<object>", with what was pulled since the last
+def source_snapshot(store: StateStore, key: str) -> SourceSnapshot:
+    """One stored CRM object ("<system>:<object>"), with what was pulled since the last
     normalisation."""
-    return {f"{s}:{o}": store.source_snapshot(s, o) for s, o in RAW_SOURCES}
+    system, obj = key.split(":", 1)
+    return store.source_snapshot(system, obj)
 
 
 def code_basis(*modules: ModuleType, extra: object = None) -> str:
@@ -113,40 +114,77 @@ _ACTIVITY_OBJECTS = (
 )
 
 
+# Objects read, used and let go of one at a time, activities being most of the stored records:
+# at a million people, holding every object's snapshot at once took several GiB. Notes are
+# read only to keep their snapshot current (a rep's note is no evidence of engagement).
+_STREAMED = (*_ACTIVITY_OBJECTS, "hubspot:notes")
+_KEPT = tuple(f"{s}:{o}" for s, o in RAW_SOURCES if f"{s}:{o}" not in _STREAMED)
+
+
+def _stage(store: StateStore, snap: SourceSnapshot, marks: dict[str, datetime | None]) -> None:
+    """Store a snapshot's records now and remember its mark, moved once the results are stored."""
+    store.stage_source_snapshot(snap)
+    marks[snap.name] = snap.pulled_through
+
+
+def _all_activities(
+    store: StateStore, people: dict[str, SourceSnapshot], marks: dict[str, datetime | None]
+) -> pl.DataFrame:
+    """Every activity row, made object by object (each snapshot staged and let go of before the
+    next is read), then the rows HubSpot contacts carry as properties."""
+    parts: list[pl.DataFrame] = []
+    with_events = pl.Series("objectId", [], pl.String())
+    for key in _STREAMED:
+        snap = source_snapshot(store, key)
+        raw = {key: snap.records}
+        if key == "salesforce:CampaignMember":
+            raw["salesforce:Campaign"] = people["salesforce:Campaign"].records
+        if key == "hubspot:web_events" and "objectId" in snap.keyed:
+            with_events = snap.keyed["objectId"].unique()
+        parts.append(normalize.normalize_activities(raw))
+        _stage(store, snap, marks)
+        del snap, raw
+    contacts = {"hubspot:contacts": people["hubspot:contacts"].records}
+    parts.append(normalize.normalize_activities(contacts, event_contacts=with_events))
+    return normalize.combine_activities(parts)
+
+
 def _activities_to_normalize(
-    snaps: dict[str, SourceSnapshot], raw: dict[str, pl.DataFrame]
+    store: StateStore, people: dict[str, SourceSnapshot], marks: dict[str, datetime | None]
 ) -> tuple[dict[str, pl.DataFrame], pl.Series, pl.Series]:
     """The records whose activity rows may have changed (edited ones; the members of an edited
     Campaign; a contact whose page views are edited, since its page-view count row depends on
     whether it has events), the "system:object:id" of each, and every contact with page-view
-    events."""
-    raw = dict(raw)
-    picked: dict[str, pl.Expr] = {
-        key: pl.col(SOURCE_ID).is_in(snaps[key].edited.implode())
-        for key in (*_ACTIVITY_OBJECTS, "hubspot:contacts")
-        if key in snaps
-    }
-    events = snaps.get("hubspot:web_events")
-    with_events = pl.Series("objectId", [], pl.String())
-    if events is not None and "objectId" in events.keyed:
-        with_events = events.keyed["objectId"].unique()
-        new_views = events.keyed.filter(picked["hubspot:web_events"])["objectId"]
-        picked["hubspot:contacts"] = picked["hubspot:contacts"] | pl.col(SOURCE_ID).is_in(
-            new_views.implode()
-        )
-    campaigns = snaps.get("salesforce:Campaign")
-    members = snaps.get("salesforce:CampaignMember")
-    if campaigns is not None and members is not None and "CampaignId" in members.keyed:
-        key = "salesforce:CampaignMember"
-        picked[key] = picked[key] | pl.col("CampaignId").is_in(campaigns.edited.implode())
+    events. Each activity object's snapshot is staged and let go of before the next is read."""
+    # Members' rows carry their Campaign's name and type: every Campaign is read with them.
+    raw: dict[str, pl.DataFrame] = {"salesforce:Campaign": people["salesforce:Campaign"].records}
     origins: list[pl.Series] = []
-    for key, expr in picked.items():
-        snap = snaps[key]
-        if snap.keyed.is_empty():
-            continue
-        chosen = snap.keyed.filter(expr)
+
+    def pick(key: str, chosen: pl.DataFrame) -> None:
         raw[key] = chosen.drop(SOURCE_ID)
         origins.append((f"{key}:" + chosen[SOURCE_ID]).alias("origin"))
+
+    with_events = pl.Series("objectId", [], pl.String())
+    new_views = pl.Series("objectId", [], pl.String())
+    for key in _STREAMED:
+        snap = source_snapshot(store, key)
+        if key in _ACTIVITY_OBJECTS and not snap.keyed.is_empty():
+            picked = pl.col(SOURCE_ID).is_in(snap.edited.implode())
+            if key == "hubspot:web_events" and "objectId" in snap.keyed:
+                with_events = snap.keyed["objectId"].unique()
+                new_views = snap.keyed.filter(picked)["objectId"]
+            if key == "salesforce:CampaignMember" and "CampaignId" in snap.keyed:
+                edited_campaigns = people["salesforce:Campaign"].edited
+                picked = picked | pl.col("CampaignId").is_in(edited_campaigns.implode())
+            pick(key, snap.keyed.filter(picked))
+        _stage(store, snap, marks)
+        del snap
+    contacts = people["hubspot:contacts"]
+    if not contacts.keyed.is_empty():
+        picked = pl.col(SOURCE_ID).is_in(contacts.edited.implode()) | pl.col(SOURCE_ID).is_in(
+            new_views.implode()
+        )
+        pick("hubspot:contacts", contacts.keyed.filter(picked))
     origin = pl.concat(origins) if origins else pl.Series("origin", [], pl.String())
     return raw, origin, with_events
 
@@ -175,18 +213,21 @@ def leads_normalized(
     """Every CRM person record mapped to the canonical lead model, normalised and checked."""
     store = state_store.store()
     definition = lead_definition.definition()
-    snaps = source_snapshots(store)
-    raw = {key: snap.records for key, snap in snaps.items()}
     basis = normalize_basis(definition)
     previous = frames.read(store, "leads_normalized")
     # Person records are normalised again only when they (or their Account) were edited since:
     # phones, romaji and company keys cost per record. Anything that changes the result for
-    # every record (mappings, the normaliser's code) normalises them all again.
+    # every record (mappings, the normaliser's code, an object never read before) normalises
+    # them all again.
     incremental = (
         previous.height > 0
         and _same_basis(store, "normalize_basis", basis)
-        and not any(snap.complete for snap in snaps.values() if snap.keyed.height)
+        and not store.unread_sources(RAW_SOURCES)
     )
+    # The person-side objects stay read through the step; activity objects are streamed.
+    snaps = {key: source_snapshot(store, key) for key in _KEPT}
+    raw = {key: snap.records for key, snap in snaps.items()}
+    marks: dict[str, datetime | None] = {}
     # Name part -> romaji from earlier runs: pykakasi's dictionaries load only for a new part.
     romaji = dict(frames.read(store, "romaji_parts").iter_rows()) if incremental else {}
     mapped = normalize.normalize_leads(
@@ -219,21 +260,21 @@ def leads_normalized(
             schema=frames.FRAME_SCHEMAS["romaji_parts"],
         ),
     )
+    frames.write(store, "outcomes", normalize.normalize_outcomes(raw))
     if incremental:
-        changed_raw, origins, with_events = _activities_to_normalize(snaps, raw)
+        changed_raw, origins, with_events = _activities_to_normalize(store, snaps, marks)
         activities = normalize.update_activities(
             frames.read(store, "activities_normalized"), changed_raw, origins, with_events
         )
     else:
-        activities = normalize.normalize_activities(raw).sort(
-            "record_id", "occurred_at", "activity_id"
-        )
+        activities = _all_activities(store, snaps, marks)
     frames.write(store, "activities_normalized", activities)
-    frames.write(store, "outcomes", normalize.normalize_outcomes(raw))
-    _save_basis(store, "normalize_basis", basis)
-    # Only now that the results are stored: a failed run leaves the change for the next one.
     for snap in snaps.values():
-        store.save_source_snapshot(snap)
+        _stage(store, snap, marks)
+    _save_basis(store, "normalize_basis", basis)
+    # Only now that the results are stored: a failed run leaves the change for the next one
+    # (the staged snapshots are read again from their old marks, to the same records).
+    store.advance_source_snapshots(marks)
     by_system = leads.group_by("source_system").len().sort("source_system")
     return dg.MaterializeResult(
         metadata={

@@ -11,7 +11,7 @@ import io
 import json
 import os
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -99,6 +99,9 @@ class SourceSnapshot:
     complete: bool
     pulled_through: datetime | None
     partial: bool = False
+    # The mark this read decoded from: what `stage_source_snapshot` keeps until the step's own
+    # results are stored.
+    read_from: datetime | None = None
 
     @property
     def records(self) -> pl.DataFrame:
@@ -393,6 +396,7 @@ class StateStore:
             complete=mark is None,
             pulled_through=through,
             partial=columns is not None,
+            read_from=None if mark is None else _aware(mark),
         )
 
     def save_source_snapshot(self, snapshot: SourceSnapshot) -> None:
@@ -404,6 +408,46 @@ class StateStore:
             self.replace_frame(
                 snapshot.name, snapshot.keyed, pulled_through=snapshot.pulled_through
             )
+
+    def stage_source_snapshot(self, snapshot: SourceSnapshot) -> None:
+        """Store a snapshot's records but keep the mark it was read from, so a step can let go
+        of a large snapshot before its own results are stored; `advance_source_snapshots` then
+        moves the marks. Should the step fail in between, the next read decodes the same records
+        again over the staged ones and gets the same snapshot."""
+        if snapshot.partial:
+            raise ValueError(f"{snapshot.name}: a snapshot read with `columns` cannot be saved")
+        if snapshot.pulled_through is not None:
+            self.replace_frame(snapshot.name, snapshot.keyed, pulled_through=snapshot.read_from)
+
+    def advance_source_snapshots(self, marks: Mapping[str, datetime | None]) -> None:
+        """Move the marks of staged snapshots (name -> their `pulled_through`; None: nothing was
+        read, the mark stays), all in one transaction."""
+        t = tables.derived_frames
+        with self.engine.begin() as conn:
+            for name, through in marks.items():
+                if through is not None:
+                    conn.execute(t.update().where(t.c.name == name).values(pulled_through=through))
+
+    def unread_sources(self, objects: Iterable[tuple[str, str]]) -> list[str]:
+        """Of `objects` ((system, object) pairs), the "system:object" of those holding stored
+        records that no snapshot has read yet: their next read decodes every record."""
+        t, d = tables.source_records, tables.derived_frames
+        with self.engine.connect() as conn:
+            marked = set(
+                conn.execute(
+                    sa.select(d.c.name).where(
+                        d.c.name.like("source:%"), d.c.pulled_through.is_not(None)
+                    )
+                ).scalars()
+            )
+            unread = []
+            for system, obj in objects:
+                if f"source:{system}:{obj}" in marked:
+                    continue
+                held = sa.select(t.c.source_id).where(t.c.system == system, t.c.object == obj)
+                if conn.execute(held.limit(1)).first() is not None:
+                    unread.append(f"{system}:{obj}")
+        return unread
 
     def source_inventory(self, system: str, obj: str) -> pl.DataFrame:
         """Every stored record of one object: `source_id`, the CRM stamp last seen

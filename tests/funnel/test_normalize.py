@@ -13,6 +13,7 @@ from orchestration.funnel.normalize import (
     OUTCOME_SCHEMA,
     classify_form_expr,
     clean_person_name_expr,
+    combine_activities,
     company_domain_expr,
     company_key_expr,
     country_code_expr,
@@ -973,6 +974,39 @@ def test_normalize_activities_schema_and_unique_ids() -> None:
     assert acts["activity_id"].n_unique() == acts.height
     assert set(acts["activity_type"].to_list()) <= set(ACTIVITY_TYPES)
     assert acts["occurred_at"].null_count() == 0
+
+
+def test_activities_made_object_by_object_equal_activities_made_at_once() -> None:
+    # leads/normalized makes activity rows one object at a time (so it can let go of each
+    # object's records before reading the next); the rows must be those of one call over all.
+    view: dict[str, object] = {
+        "id": "w1",
+        "objectId": "1001",
+        "eventType": "e_visited_page",
+        "occurredAt": "2024-09-07T00:00:00Z",
+        "hs_url": "https://www.example.com/pricing",
+        "hs_title": "Pricing",
+    }
+    raw = {**_raw_activities(), "hubspot:web_events": _frame([view])}
+    whole = normalize_activities(raw)
+    parts = []
+    for key, frame in raw.items():
+        if key in ("hubspot:contacts", "salesforce:Campaign"):
+            continue
+        one = {key: frame}
+        if key == "salesforce:CampaignMember":
+            one["salesforce:Campaign"] = raw["salesforce:Campaign"]
+        parts.append(normalize_activities(one))
+    with_events = raw["hubspot:web_events"]["objectId"].unique()
+    contacts = {"hubspot:contacts": raw["hubspot:contacts"]}
+    parts.append(normalize_activities(contacts, event_contacts=with_events))
+
+    assert combine_activities(parts).equals(whole)
+    ids = set(whole["activity_id"].to_list())
+    assert "hubspot:web_events:w1" in ids and "salesforce:CampaignMember:00v8" in " ".join(ids)
+    # The contact has page-view events, so its page-view count row gives way to them.
+    assert "hubspot:contacts:1001:page_views" not in ids
+    assert combine_activities([]).schema == pl.Schema(ACTIVITY_SCHEMA)
 
 
 def test_normalize_activities_hubspot() -> None:
