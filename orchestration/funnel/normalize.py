@@ -1559,20 +1559,15 @@ def normalize_activities(
     ]
     if not parts:
         return empty_frame(ACTIVITY_SCHEMA)
-    # One lazy query: materialising the concatenation, the filtered rows and the unique rows in
-    # turn held three copies of ten million activities at a million people.
-    return (
-        pl.concat([part.lazy() for part in parts], how="vertical")
-        .filter(
-            pl.col("record_id").is_not_null()
-            & pl.col("activity_type").is_not_null()
-            & pl.col("occurred_at").is_not_null()
-            & pl.col("activity_id").is_not_null()
-        )
-        .unique("activity_id", keep="first", maintain_order=True)
-        .sort(*ACTIVITY_ORDER)
-        .collect()
+    valid = pl.concat(parts, how="vertical").filter(
+        pl.col("record_id").is_not_null()
+        & pl.col("activity_type").is_not_null()
+        & pl.col("occurred_at").is_not_null()
+        & pl.col("activity_id").is_not_null()
     )
+    # A mask rather than `unique(maintain_order=True)`: the same rows at a quarter of the memory
+    # (626,000 page views: 89 MiB against 396 MiB as one lazy query, 126 MiB eager).
+    return valid.filter(pl.col("activity_id").is_first_distinct()).sort(*ACTIVITY_ORDER)
 
 
 # The order of the stored activity frame: by lead record, then time; the id breaks ties.
@@ -1584,7 +1579,7 @@ def combine_activities(parts: Sequence[pl.DataFrame]) -> pl.DataFrame:
     ACTIVITY_ORDER. Their activity ids never collide: each starts with its object's name."""
     if not parts:
         return empty_frame(ACTIVITY_SCHEMA)
-    return pl.concat([part.lazy() for part in parts]).sort(*ACTIVITY_ORDER).collect()
+    return pl.concat(parts).sort(*ACTIVITY_ORDER)
 
 
 def activity_origin_expr() -> pl.Expr:
