@@ -22,7 +22,7 @@ frame = pl.int_range(0, 20_000_000, eager=True).to_frame("n")
 frame = frame.with_columns(text=pl.col("n").cast(pl.String), twice=pl.col("n") * 2)
 grown = rss_mib() - base
 del frame
-time.sleep(0.5)
+time.sleep(2.5)  # pages unused for a second go back
 print(grown, rss_mib() - base)
 """
 
