@@ -269,12 +269,20 @@ def sync_figures() -> dict[str, Any]:
     instance = dg.DagsterInstance.ephemeral()
     started_at: dict[str, float] = {}
     steps: dict[str, float] = {}
+    step_peaks: dict[str, float] = {}
+    peak = status_mib("VmHWM")
 
     def on_step(step: str, event: str) -> None:
+        nonlocal peak
         if event == "STEP_START":
+            # Steps run one after another in this process: the high-water mark, reset at each
+            # start, is the step's own peak (the process's is the highest of them).
+            peak = max(peak, status_mib("VmHWM"))
+            reset_peak_rss()
             started_at[step] = time.perf_counter()
         elif step in started_at:
             steps[step] = time.perf_counter() - started_at.pop(step)
+            step_peaks[step] = status_mib("VmHWM")
 
     started = time.perf_counter()
     summary = run_sync(
@@ -292,13 +300,20 @@ def sync_figures() -> dict[str, Any]:
         }
     out = {
         "seconds": seconds,
-        "peak_mib": status_mib("VmHWM"),
+        "peak_mib": max(peak, status_mib("VmHWM")),
         "steps": steps,
+        "step_peaks_mib": step_peaks,
         "summary": summary.to_dict(),
         "activities": int(meta.get("leads/activities", {}).get("activities", 0)),
         "echoes": sum(int(m.get("echoes_of_our_writes", 0) or 0) for m in meta.values()),
     }
     return out
+
+
+def reset_peak_rss() -> None:
+    """Reset this process's VmHWM to its current RSS (Linux: `clear_refs` 5)."""
+    with open("/proc/self/clear_refs", "w") as refs:
+        refs.write("5")
 
 
 class RssLimitExceeded(RuntimeError):
@@ -484,6 +499,8 @@ def print_run(label: str, run: dict, *, first: bool = True) -> None:
             print(f"  {system:<10} calls {counts.get('total', 0):,}: {shown}")
     slowest = sorted(run["steps"].items(), key=lambda kv: -kv[1])[:8]
     print("  slowest steps: " + ", ".join(f"{k} {s:.1f}s" for k, s in slowest))
+    highest = sorted(run.get("step_peaks_mib", {}).items(), key=lambda kv: -kv[1])[:5]
+    print("  highest peaks: " + ", ".join(f"{k} {m:,.0f} MiB" for k, m in highest))
 
 
 @contextmanager

@@ -40,6 +40,10 @@ def test_a_one_percent_change_is_all_the_incremental_sync_pulls(tmp_path: Path) 
     )
 
     assert full["summary"]["success"] and incremental["summary"]["success"]
+    # Each step's own peak RSS, the run's peak the highest of them (or above, between steps).
+    peaks = full["step_peaks_mib"]
+    assert {"leads__normalized", "leads__identity", "writeback__plan"} <= set(peaks)
+    assert 0 < max(peaks.values()) <= full["peak_mib"]
     full_pulled = sum(full["summary"]["records_pulled"].values())
     pulled = sum(incremental["summary"]["records_pulled"].values())
     assert full_pulled > 20 * PEOPLE * 0.5
