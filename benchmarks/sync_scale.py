@@ -52,9 +52,10 @@ from connectors.sandbox.server import (
 )
 from orchestration.defs.crm_pull import CURSOR_CLOCK_MARGIN
 
-# 1,000,000 is the size, but the worker and the in-process emulators need about 19 GiB
-# each there (measured linear from 20,000 to 100,000), more than this 24 GiB machine has; `make
-# bench` runs the largest size that fits. `--people 1000000` on a bigger machine.
+# 1,000,000 is the size, but the worker and the in-process emulators would need about
+# 13 and 14 GiB there (extrapolated from 50,000 and 100,000, benchmarks/results.md), more than
+# this 24 GiB machine has; `make bench` runs the largest size that fits. `--people 1000000` on a
+# bigger machine.
 DEFAULT_PEOPLE = 100_000
 TARGET_RATIO = 0.05
 # The oldest change an incremental pull reads again: its overlap before the cursor.
@@ -115,7 +116,7 @@ class ScaleSandboxes(Sandboxes):
 
     change_share: float = 0.01
     change_seed: int = 0
-    # Seeding stops here: no swap on the machine, and a million people need ~19 GiB of emulator.
+    # Seeding stops here: no swap on the machine, and a million people need ~14 GiB of emulator.
     max_rss_mib: float = 18 * 1024
     counts: dict[str, int] = field(init=False, default_factory=dict)
     chosen: list[tuple[str, str, str]] = field(init=False, default_factory=list)
