@@ -4,10 +4,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import polars as pl
+import pytest
 import sqlalchemy as sa
 
 from orchestration.funnel.stages import LEDGER_SCHEMA
 from orchestration.store import StateStore, tables
+from orchestration.store import store as store_module
 
 SCHEMA: dict[str, pl.DataType] = {
     "unified_id": pl.String(),
@@ -95,3 +97,47 @@ def test_an_append_only_table_is_read_through_a_copy_extended_with_new_rows(
     assert again.equals(store.read_table(tables.stage_ledger, schema))
     # The copy holds every row now: the next read asks the table only for rows past it.
     assert store.read_frame("table:stage_ledger")["id"].to_list() == [1, 2, 3]
+
+
+def test_a_table_read_in_batches_equals_one_read_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The write-back ledger holds millions of rows at scale: tables become frames a batch at a
+    # time. Batches must not change what is read, with or without a filter.
+    store = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
+    schema = {
+        "system": pl.String(),
+        "record_id": pl.String(),
+        "field": pl.String(),
+        "value": pl.String(),
+        "written_at": pl.Datetime("us", "UTC"),
+    }
+    at = datetime(2026, 11, 21, 9, tzinfo=UTC)
+    store.upsert(
+        tables.writeback_ledger,
+        [
+            {
+                "system": "hubspot",
+                "record_id": f"hubspot:contacts:{i}",
+                "field": "leadsync_stage",
+                "value": None if i % 5 == 0 else f"v{i}",
+                "written_at": at,
+                "run_id": "run",
+            }
+            for i in range(23)
+        ],
+        ["system", "record_id", "field"],
+    )
+    wanted = [f"hubspot:contacts:{i}" for i in range(0, 23, 2)]
+    whole = store.read_table(tables.writeback_ledger, schema)
+    some = store.read_table(tables.writeback_ledger, schema, where=("record_id", wanted))
+    monkeypatch.setattr(store_module, "_DECODE_BATCH", 4)
+    monkeypatch.setattr(store_module, "_CHUNK", 3)
+    assert store.read_table(tables.writeback_ledger, schema).equals(whole)
+    batched = store.read_table(tables.writeback_ledger, schema, where=("record_id", wanted))
+    assert batched.sort("record_id").equals(some.sort("record_id"))
+    assert whole.height == 23 and some.height == 12
+    assert whole["written_at"].to_list() == [at] * 23
+    assert store.read_table(
+        tables.writeback_ledger, schema, where=("record_id", ["none"])
+    ).schema == pl.Schema(schema)

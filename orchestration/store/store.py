@@ -661,29 +661,25 @@ class StateStore:
         query = sa.select(*(table.c[c] for c in schema))
         if after is not None:
             query = query.where(table.c[after[0]] > after[1])
+        # Rows become frames a batch at a time: the write-back ledger holds millions of rows at
+        # scale, and as Python rows they take several times their size as a frame.
+        parts: list[pl.DataFrame] = []
         with self.engine.connect() as conn:
             if where is None:
-                rows = conn.execute(query).fetchall()
+                result = conn.execution_options(yield_per=_DECODE_BATCH).execute(query)
+                parts.extend(_rows_frame(rows, schema) for rows in result.partitions())
             else:
                 column, values = table.c[where[0]], list(where[1])
-                rows = [
-                    row
-                    for start in range(0, len(values), _CHUNK)
-                    for row in conn.execute(
-                        query.where(column.in_(values[start : start + _CHUNK]))
-                    ).fetchall()
-                ]
-        return pl.DataFrame(
-            {
-                c: pl.Series(
-                    c,
-                    [_utc(r[i]) if isinstance(dt, pl.Datetime) else r[i] for r in rows],
-                    dtype=dt,
-                    strict=False,
-                )
-                for i, (c, dt) in enumerate(schema.items())
-            }
-        )
+                pending: list[sa.Row[Any]] = []
+                for start in range(0, len(values), _CHUNK):
+                    chunk = values[start : start + _CHUNK]
+                    pending.extend(conn.execute(query.where(column.in_(chunk))).fetchall())
+                    if len(pending) >= _DECODE_BATCH:
+                        parts.append(_rows_frame(pending, schema))
+                        pending = []
+                if pending:
+                    parts.append(_rows_frame(pending, schema))
+        return pl.concat(parts) if parts else _rows_frame([], schema)
 
     def record_definition(self, version: str, content: str, run_id: str) -> None:
         now = datetime.now(UTC)
@@ -766,6 +762,21 @@ def _utc(value: object) -> object:
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
     return _aware(value) if isinstance(value, datetime) else value
+
+
+def _rows_frame(rows: Sequence[Sequence[Any]], schema: Mapping[str, pl.DataType]) -> pl.DataFrame:
+    """Table rows (columns in `schema` order) as a frame of `schema`; times as UTC."""
+    return pl.DataFrame(
+        {
+            c: pl.Series(
+                c,
+                [_utc(r[i]) if isinstance(dt, pl.Datetime) else r[i] for r in rows],
+                dtype=dt,
+                strict=False,
+            )
+            for i, (c, dt) in enumerate(schema.items())
+        }
+    )
 
 
 def payload_frame(payloads: Sequence[Mapping[str, Any]]) -> pl.DataFrame:
