@@ -337,7 +337,7 @@ def _coerce_value(raw: Any) -> str | None:
 
 # A page view as the Events API stores it: (occurredAt ms, id, contact id, event type, property
 # (name, value) pairs). A million people view ~6M pages; as the JSON dicts the API returns they
-# took ~670 B each, as rows ~250 B (the type and property pairs are shared, see `_load_events`).
+# took 538 B each (tracemalloc), as rows 122 B (the type and property pairs are shared).
 _PageView = tuple[int, str, str, str, tuple[tuple[str, str], ...]]
 
 
