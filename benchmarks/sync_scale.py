@@ -53,7 +53,7 @@ from connectors.sandbox.server import (
 from orchestration.defs.crm_pull import CURSOR_CLOCK_MARGIN
 
 # 1,000,000 is the size, but the worker and the in-process emulators would need about
-# 13 and 14 GiB there (extrapolated from 50,000 and 100,000, benchmarks/results.md), more than
+# 11 and 14 GiB there (extrapolated from 50,000 and 100,000, benchmarks/results.md), more than
 # this 24 GiB machine has; `make bench` runs the largest size that fits. `--people 1000000` on a
 # bigger machine.
 DEFAULT_PEOPLE = 100_000

@@ -26,7 +26,7 @@ from orchestration.store import tables
 
 DEFAULT_DB_URL = "sqlite:///.leadsync/state.db"
 _CHUNK = 1000
-# Stored source records decoded at a time when a snapshot is read.
+# Stored rows (source payloads, table rows) made into a frame at a time, not all at once.
 _DECODE_BATCH = 20_000
 
 
