@@ -19,6 +19,13 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> StateStore:
     return StateStore(f"sqlite:///{tmp_path / 'state.db'}")
 
 
+def _save(store: StateStore, system: str, obj: str) -> None:
+    """Read a snapshot and store it with its mark moved, as leads/normalized does."""
+    snap = store.source_snapshot(system, obj)
+    store.stage_source_snapshot(snap)
+    store.advance_source_snapshots({snap.name: snap.pulled_through})
+
+
 def _contacts(n: int, *, start: int = 0) -> list[dict[str, object]]:
     # Fields vary by record, as CRM payloads do: a field first seen late in the read must still
     # become a column, and the association list stays a list.
@@ -60,7 +67,7 @@ def test_a_batched_read_after_a_saved_snapshot_decodes_only_what_was_pulled_sinc
 ) -> None:
     monkeypatch.setattr(store_module, "_DECODE_BATCH", 2)
     store.upsert_source_records("hubspot", "contacts", _contacts(5), pulled_at=PULLED)
-    store.save_source_snapshot(store.source_snapshot("hubspot", "contacts"))
+    _save(store, "hubspot", "contacts")
     later = PULLED + timedelta(minutes=15)
     edited = [{**r, "email": "new@example.com"} for r in _contacts(2, start=3)]
     store.upsert_source_records(
@@ -79,7 +86,7 @@ def test_a_staged_snapshot_reads_the_same_until_its_mark_moves(store: StateStore
     # marks only once its results are stored: a step that fails in between must find the same
     # change on the next read.
     store.upsert_source_records("hubspot", "contacts", _contacts(4), pulled_at=PULLED)
-    store.save_source_snapshot(store.source_snapshot("hubspot", "contacts"))
+    _save(store, "hubspot", "contacts")
     later = PULLED + timedelta(minutes=15)
     edited = [{**_contacts(1, start=2)[0], "email": "edited@example.com"}]
     store.upsert_source_records("hubspot", "contacts", edited, pulled_at=later)

@@ -315,10 +315,10 @@ class StateStore:
         last saved (new, edited, echoes of write-back, deletions). Sorted by record id, so the
         result does not depend on the order the records arrived in.
 
-        Reading does not move the snapshot: the step that consumes the change saves it
-        (`save_source_snapshot`) once its own results are stored, so a failed run leaves the
-        change for the next one. With `columns`, only those fields are read (a partial snapshot,
-        which cannot be saved)."""
+        Reading does not move the snapshot: the step that consumes the change stores it
+        (`stage_source_snapshot`) and moves its mark (`advance_source_snapshots`) once its own
+        results are stored, so a failed run leaves the change for the next one. With `columns`,
+        only those fields are read (a partial snapshot, which cannot be stored)."""
         name = f"source:{system}:{obj}"
         t, d = tables.source_records, tables.derived_frames
         # Per batch, as frames: Python strings kept from every batch would pin the memory each
@@ -398,16 +398,6 @@ class StateStore:
             partial=columns is not None,
             read_from=None if mark is None else _aware(mark),
         )
-
-    def save_source_snapshot(self, snapshot: SourceSnapshot) -> None:
-        """Store a snapshot read by `source_snapshot`: the next read decodes only what is pulled
-        after it."""
-        if snapshot.partial:
-            raise ValueError(f"{snapshot.name}: a snapshot read with `columns` cannot be saved")
-        if snapshot.pulled_through is not None:
-            self.replace_frame(
-                snapshot.name, snapshot.keyed, pulled_through=snapshot.pulled_through
-            )
 
     def stage_source_snapshot(self, snapshot: SourceSnapshot) -> None:
         """Store a snapshot's records but keep the mark it was read from, so a step can let go
