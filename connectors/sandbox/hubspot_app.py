@@ -22,7 +22,15 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, Sequence
+from collections.abc import (
+    Callable,
+    Collection,
+    Iterable,
+    Iterator,
+    Mapping,
+    MutableMapping,
+    Sequence,
+)
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, NoReturn
@@ -178,6 +186,18 @@ for _eng, _ids in {
 }.items():
     for _target, (_fwd, _rev) in zip(("contacts", "companies", "deals"), _ids, strict=True):
         _define_assoc(_eng, _target, _fwd, _rev, "sole")
+
+# The types linking two records come from a handful of combinations ({279}, {1, 279}...), so
+# every association shares one interned frozenset: a set of its own per link and direction was
+# ~200 B, 2.5 GiB of the emulator at a million people. Links are updated by replacing the set.
+_TYPE_SETS: dict[frozenset[int], frozenset[int]] = {}
+_NO_TYPES: frozenset[int] = frozenset()
+
+
+def _type_set(types: Iterable[int]) -> frozenset[int]:
+    key = frozenset(types)
+    return _TYPE_SETS.setdefault(key, key)
+
 
 # --------------------------------------------------------------------------------------------
 # Limits (contract §A5, §A6, Part D)
@@ -877,7 +897,7 @@ class HubSpotSandbox:
             ot: {g["name"]: g for g in defs} for ot, defs in standard_groups().items()
         }
         # (from_ot, to_ot) -> from_id -> to_id -> association type ids (from -> to)
-        self._assoc: dict[tuple[str, str], dict[int, dict[int, set[int]]]] = {}
+        self._assoc: dict[tuple[str, str], dict[int, dict[int, frozenset[int]]]] = {}
         # Lower-cased primary and additional emails -> contact id (live contacts only).
         self._emails: dict[str, int] = {}
         # Contact id -> its keys in `_emails` (a bare string for the usual single address).
@@ -1259,7 +1279,7 @@ class HubSpotSandbox:
                 block[to_ot] = {"results": results}
         return block
 
-    def _assoc_targets(self, ot: str, to_ot: str, record_id: int) -> dict[int, set[int]]:
+    def _assoc_targets(self, ot: str, to_ot: str, record_id: int) -> dict[int, frozenset[int]]:
         targets = self._assoc.get((ot, to_ot), {}).get(record_id, {})
         return {
             to_id: types for to_id, types in targets.items() if self._live(to_ot, to_id) is not None
@@ -1272,8 +1292,8 @@ class HubSpotSandbox:
     ) -> None:
         forward = self._assoc.setdefault((from_ot, to_ot), {}).setdefault(from_id, {})
         backward = self._assoc.setdefault((to_ot, from_ot), {}).setdefault(to_id, {})
-        fwd_types = forward.setdefault(to_id, set())
-        rev_types = backward.setdefault(from_id, set())
+        forward.setdefault(to_id, _NO_TYPES)
+        backward.setdefault(from_id, _NO_TYPES)
         for type_id in types:
             primary = _PRIMARY_TYPE.get((from_ot, to_ot))
             reverse_primary = _PRIMARY_TYPE.get((to_ot, from_ot))
@@ -1282,20 +1302,21 @@ class HubSpotSandbox:
                 self._demote_primary(from_ot, from_id, to_ot, primary)
             elif reverse_primary is not None and type_id == _ASSOC_TYPES[reverse_primary].inverse:
                 self._demote_primary(to_ot, to_id, from_ot, reverse_primary)
-            fwd_types.add(type_id)
-            rev_types.add(_ASSOC_TYPES[type_id].inverse)
             # Any labelled association implies the unlabeled one (HubSpot always lists both).
             default = _DEFAULT_TYPE[(from_ot, to_ot)]
-            fwd_types.add(default)
-            rev_types.add(_ASSOC_TYPES[default].inverse)
+            forward[to_id] = _type_set(forward[to_id] | {type_id, default})
+            backward[from_id] = _type_set(
+                backward[from_id] | {_ASSOC_TYPES[type_id].inverse, _ASSOC_TYPES[default].inverse}
+            )
         self._sync_primary_company(from_ot, from_id, to_ot, to_id)
 
     def _demote_primary(self, owner_ot: str, owner_id: int, target_ot: str, primary: int) -> None:
-        for other_id, types in self._assoc.get((owner_ot, target_ot), {}).get(owner_id, {}).items():
+        table = self._assoc.get((owner_ot, target_ot), {}).get(owner_id, {})
+        for other_id, types in list(table.items()):
             if primary in types:
-                types.discard(primary)
-                back = self._assoc[(target_ot, owner_ot)][other_id][owner_id]
-                back.discard(_ASSOC_TYPES[primary].inverse)
+                table[other_id] = _type_set(types - {primary})
+                back = self._assoc[(target_ot, owner_ot)][other_id]
+                back[owner_id] = _type_set(back[owner_id] - {_ASSOC_TYPES[primary].inverse})
 
     def _sync_primary_company(self, from_ot: str, from_id: int, to_ot: str, to_id: int) -> None:
         # HubSpot mirrors a contact's primary company into `associatedcompanyid`.
@@ -1333,7 +1354,12 @@ class HubSpotSandbox:
         return types[0]
 
     def _unlink(
-        self, from_ot: str, from_id: int, to_ot: str, to_id: int, types: set[int] | None = None
+        self,
+        from_ot: str,
+        from_id: int,
+        to_ot: str,
+        to_id: int,
+        types: Collection[int] | None = None,
     ) -> None:
         forward = self._assoc.get((from_ot, to_ot), {}).get(from_id, {})
         backward = self._assoc.get((to_ot, from_ot), {}).get(to_id, {})
@@ -1344,9 +1370,10 @@ class HubSpotSandbox:
             forward.pop(to_id, None)
             backward.pop(from_id, None)
         else:
-            for type_id in types:
-                forward[to_id].discard(type_id)
-                backward.get(from_id, set()).discard(_ASSOC_TYPES[type_id].inverse)
+            forward[to_id] = _type_set(forward[to_id].difference(types))
+            if from_id in backward:
+                inverses = {_ASSOC_TYPES[type_id].inverse for type_id in types}
+                backward[from_id] = _type_set(backward[from_id] - inverses)
         self._sync_primary_company(from_ot, from_id, to_ot, to_id)
 
     # -- writes ------------------------------------------------------------------------------
@@ -2586,7 +2613,7 @@ class HubSpotSandbox:
     # ----------------------------------------------------------------------------------------
 
     @staticmethod
-    def _v4_to(to_id: int, types: set[int]) -> Json:
+    def _v4_to(to_id: int, types: frozenset[int]) -> Json:
         return {
             "toObjectId": to_id,  # a JSON number in v4 (the client coerces it to str)
             "associationTypes": [

@@ -17,6 +17,7 @@ from typing import Any
 import jsonschema
 import pytest
 from hubspot import HubSpot
+from hubspot.crm.associations.v4 import AssociationSpec
 from hubspot.crm.contacts import (
     ApiException,
     BatchInputSimplePublicObjectBatchInput,
@@ -956,3 +957,32 @@ def test_events_pages_walk_the_window_in_order_with_and_without_filters(hub: Hub
     assert walk(event_type="e_visited_page") == everything
     assert walk(event_type="e_visited_page", object_id=1002) == one
     assert walk(event_type="e_other") == []
+
+
+def test_primary_company_moves_and_both_sides_keep_their_labels(hub: Hub) -> None:
+    hub.sandbox.load("contacts", contacts(1))
+    hub.sandbox.load(
+        "companies",
+        [
+            {"id": str(5001 + i), "properties": {"name": f"Firm {i}"}, "createdAt": BASE}
+            for i in range(2)
+        ],
+    )
+    # The first company of a contact becomes its primary.
+    hub.assoc_basic.create_default("contacts", "1001", "companies", "5001")
+    primary = AssociationSpec(association_category="HUBSPOT_DEFINED", association_type_id=1)
+    hub.assoc_basic.create("contacts", "1001", "companies", "5002", [primary])
+
+    def types(from_ot: str, from_id: str, to_ot: str) -> dict[str, set[int]]:
+        page = hub.assoc_basic.get_page(from_ot, from_id, to_ot)
+        return {r.to_object_id: {t.type_id for t in r.association_types} for r in page.results}
+
+    # A new primary demotes the old one on both sides; the unlabeled type stays.
+    assert types("contacts", "1001", "companies") == {"5001": {279}, "5002": {1, 279}}
+    assert types("companies", "5001", "contacts") == {"1001": {280}}
+    assert types("companies", "5002", "contacts") == {"1001": {2, 280}}
+    contact = hub.contacts.get_by_id("1001", properties=["associatedcompanyid"])
+    assert contact.properties["associatedcompanyid"] == "5002"
+    hub.assoc_basic.archive("contacts", "1001", "companies", "5002")
+    assert types("contacts", "1001", "companies") == {"5001": {279}}
+    assert types("companies", "5002", "contacts") == {}
