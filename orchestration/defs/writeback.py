@@ -98,9 +98,7 @@ def writeback_plan(
     # Writes a CRM committed without the answer reaching us (a kill mid-batch, a 504 after the
     # commit with the retries spent) are in the previous plan and in the CRM, not in the ledger.
     previous = frames.read(store, "writeback_plan")
-    landed = writeback.landed_unledgered(
-        previous, current, _ledger_rows(store, previous["record_id"].unique())
-    )
+    landed = writeback.landed_unledgered(previous, current, lambda ids: _ledger_rows(store, ids))
     _ledger(store, landed, _run_id(context))
     # The ledger is as long as everything leadsync ever wrote; the plan reads the rows of just
     # the records whose CRM-owned fields hold a value other than the desired one.

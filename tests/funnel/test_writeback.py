@@ -273,6 +273,15 @@ def test_a_write_the_crm_committed_unanswered_is_ledgered_once() -> None:
     landed = landed_unledgered(previous, current, ledger)
     assert landed.select("record_id", "value").rows() == [("hubspot:contacts:1", "MQL")]
     assert landed_unledgered(previous.clear(), current, ledger).is_empty()
+    # The ledger asked a record at a time: the same answer, and only held values are asked for.
+    asked: list[list[str]] = []
+
+    def ledger_of(ids: pl.Series) -> pl.DataFrame:
+        asked.append(ids.to_list())
+        return ledger.filter(pl.col("record_id").is_in(ids.implode()))
+
+    assert landed_unledgered(previous, current, ledger_of, batch_records=1).equals(landed)
+    assert sorted(asked) == [["hubspot:contacts:1"], ["hubspot:contacts:3"]]
 
 
 # --- the CRMs' own lifecycle fields follow the ledger ----------------------------------------
@@ -392,3 +401,47 @@ def test_the_definition_chooses_link_or_body(definition: LeadDefinition) -> None
     assert dict(zip(plan["field"], plan["new_value"], strict=True)) == {
         "leadsync_next_content_body": "<p>Hi Ann,</p>"
     }
+
+
+def test_planning_in_batches_gives_the_plan_of_one_pass(definition: LeadDefinition) -> None:
+    crm_owned = _salesforce_stage_owned_by_crm(definition)
+    n = 60
+    ids = [f"U{i}" for i in range(n)]
+    targets = pl.DataFrame(
+        {
+            "unified_id": ids + ids[::2],
+            "record_id": [f"hubspot:contacts:{1000 + i}" for i in range(n)]
+            + [f"salesforce:Lead:00Q{i}" for i in range(0, n, 2)],
+            "source_system": ["hubspot"] * n + ["salesforce"] * (n // 2),
+            "source_object": ["contacts"] * n + ["Lead"] * (n // 2),
+            "source_id": [str(1000 + i) for i in range(n)] + [f"00Q{i}" for i in range(0, n, 2)],
+        }
+    )
+    stages = ["MQL", "SAL", "SQL"]
+    want = desired(
+        *({"unified_id": u, "stage": stages[i % 3], "score": i} for i, u in enumerate(ids))
+    )
+    # Every third record holds the desired stage, every fifth some other one, the rest nothing;
+    # the Leads' stage is CRM-owned, so the ledger decides those that hold a value.
+    held = [
+        (rid, field, stages[i % 3] if i % 3 == 0 else "MAL" if i % 5 == 0 else None)
+        for i, u in enumerate(ids)
+        for rid, field in (
+            (f"hubspot:contacts:{1000 + i}", "leadsync_stage"),
+            (f"salesforce:Lead:00Q{i}", "LeadSync_Stage__c"),
+        )
+    ]
+    cur = pl.DataFrame(held, schema=["record_id", "field", "value"], orient="row")
+    ledger = cur.filter(pl.col("record_id").str.ends_with("0"))
+    asked: list[str] = []
+
+    def last_written(ids: pl.Series) -> pl.DataFrame:
+        asked.extend(ids.to_list())
+        return ledger.filter(pl.col("record_id").is_in(ids.implode()))
+
+    whole = plan_writeback(want, targets, cur, ledger, crm_owned)
+    batched = plan_writeback(want, targets, cur, last_written, crm_owned, batch_records=7)
+    assert whole.height > 100
+    assert batched.equals(whole)
+    # Each record the ledger decides was asked for once, in its own batch.
+    assert len(asked) == len(set(asked)) > 0
