@@ -292,6 +292,25 @@ _LOAD_SLICE = 5000
 _LOADERS: dict[str, _Loader] = {}
 
 
+# CPython keeps the attribute names of a class's instances once, in a key table every instance
+# dict shares, for up to 30 names; a copy of such a dict shares it too. Records copied from it
+# (Task, Event, CampaignMember...) hold only their values: a 25-field Task is ~340 B instead of
+# ~840 B as an ordinary dict, ~1.2 GiB less emulator at a million people. They are plain dicts
+# and behave as such (a key the table lacks simply gives that record its own table); wider
+# objects (Lead, Contact) and other Pythons get an ordinary dict.
+_SHARED_KEYS_MAX = 30
+
+
+def _key_sharing(name: str, template: dict[str, Any]) -> dict[str, Any]:
+    if len(template) > _SHARED_KEYS_MAX or not all(k.isidentifier() for k in template):
+        return template
+    holder = type(f"_{name}Record", (), {})()
+    for key, value in template.items():
+        setattr(holder, key, value)
+    shared = vars(holder)
+    return shared if list(shared.items()) == list(template.items()) else template
+
+
 def _loader(obj: SObjectDef) -> _Loader:
     cached = _LOADERS.get(obj.name)
     if cached is not None:
@@ -324,7 +343,7 @@ def _loader(obj: SObjectDef) -> _Loader:
             template[f.name] = None
     kinds = {name: kind for name, kind in fields.values()}
     loader = _Loader(
-        template,
+        _key_sharing(obj.name, template),
         fields,
         obj.field("OwnerId") is not None,
         frozenset(template),

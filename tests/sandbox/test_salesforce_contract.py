@@ -8,6 +8,7 @@ machines and would otherwise win over ``session.verify``).
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -701,3 +702,15 @@ def test_daily_limit_refuses_requests(tls: tuple[Any, Path]) -> None:
         assert refused.value.content == [
             {"message": "TotalRequests Limit exceeded.", "errorCode": "REQUEST_LIMIT_EXCEEDED"}
         ]
+
+
+def test_narrow_records_share_their_field_names() -> None:
+    # Memory at a million people: a Task keeps its values, not its own table of 25 field names.
+    sandbox = SalesforceSandbox("id", "secret")
+    sandbox.load("Task", [{"Id": make_id("00T", i), "Subject": f"Call {i}"} for i in range(3)])
+    stored = list(sandbox._data["Task"].values())
+    assert [r["Subject"] for r in stored] == ["Call 0", "Call 1", "Call 2"]
+    assert all(sys.getsizeof(r) < sys.getsizeof(dict(r)) / 2 for r in stored)
+    # Still an ordinary dict to everything that reads it, edits included.
+    stored[0]["Subject"] = "Edited"
+    assert sandbox.records("Task")[0]["Subject"] == "Edited"
