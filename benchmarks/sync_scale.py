@@ -523,6 +523,12 @@ def fresh_pg_database(server_url: str) -> Iterator[str]:
         admin.dispose()
 
 
+def progress(message: str, sandbox_mib: float | None = None) -> None:
+    """A line on stderr as each phase ends: a million people take over an hour."""
+    rss = status_mib("VmRSS") if sandbox_mib is None else sandbox_mib
+    print(f"{datetime.now():%H:%M:%S} {message}; sandboxes {rss:,.0f} MiB", file=sys.stderr)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--people", type=int, default=DEFAULT_PEOPLE)
@@ -563,7 +569,9 @@ def main() -> None:
     ):
         db_url = url or f"sqlite:///{Path(tmp) / 'state.db'}"
         sandbox_mib = status_mib("VmRSS")
+        progress(f"seeded {args.people:,} people in {box.seconds_generating:.0f} s", sandbox_mib)
         full = run_worker(box, db_url, Path(tmp), "full", limit_mib)
+        progress(f"full sync {full['seconds']:.0f} s, worker peak {full['peak_mib']:,.0f} MiB")
         # The first incremental sync after a full one re-reads everything the full one wrote
         # back (the writes moved every written record's modified stamp past the pull cursors,
         # and only reading a record tells an echo from a person's edit). Measured on its own;
@@ -573,6 +581,7 @@ def main() -> None:
         # (the CRMs' indexing lag plus the clock margin) has passed since the write-back.
         time.sleep(args.gap_s)
         settle = run_worker(box, db_url, Path(tmp), "settle", limit_mib)
+        progress(f"settle {settle['seconds']:.0f} s, worker peak {settle['peak_mib']:,.0f} MiB")
         started = time.perf_counter()
         changed = box.apply_change()
         change_s = time.perf_counter() - started
