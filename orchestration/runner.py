@@ -4,6 +4,9 @@ Shared by `leadsync sync`, `leadsync plan` and `leadsync demo`, and by the end-t
 summary users read is the one the tests assert on.
 """
 
+import ctypes
+import ctypes.util
+import gc
 import logging
 import os
 from collections import Counter
@@ -30,6 +33,31 @@ PULL_ASSETS = {
     ),
 }
 WRITE_ASSETS = {"hubspot": "hubspot/writeback", "salesforce": "salesforce/writeback"}
+
+# In process, every step shares one heap. Frames that a finished step left in reference cycles
+# wait for Python's rare full collection, and glibc keeps freed pages inside its heap, so each
+# step started on top of what the ones before it had left (the daemon's steps are processes of
+# their own and give all of it back when they exit). Measured at 50,000 people: a collection
+# freed up to 107 MiB at a step start, and trimming the heap up to 100 MiB more.
+_LIBC = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+_MALLOC_TRIM = getattr(_LIBC, "malloc_trim", None)  # glibc only
+
+
+def release_memory() -> None:
+    """Collect cyclic garbage and give glibc's free heap pages back to the system."""
+    gc.collect()
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
+
+
+@dg.success_hook(name="release_memory_after_step")
+def _release_after_success(context: dg.HookContext) -> None:
+    release_memory()
+
+
+@dg.failure_hook(name="release_memory_after_failed_step")
+def _release_after_failure(context: dg.HookContext) -> None:
+    release_memory()
 
 
 @dataclass
@@ -149,7 +177,9 @@ def _execute(
         resources=resources,
         loggers={"leadsync": run_logger},
     )
-    job = defs.resolve_job_def(job_name)
+    job = defs.resolve_job_def(job_name).with_hooks(
+        {_release_after_success, _release_after_failure}
+    )
     # leadsync's run logger instead of Dagster's console logger: the run's events go through the
     # same redacted, structured handler as everything else (orchestration/observability.py).
     run_config = {"loggers": {"leadsync": {"config": {"log_level": log_level}}}}

@@ -35,3 +35,34 @@ def test_memory_polars_frees_goes_back_to_the_system() -> None:
     assert grown > 300  # the probe did allocate (20M rows of three columns)
     # Without the setting polars' jemalloc keeps most of it until the process ends.
     assert kept < 0.2 * grown, (grown, kept)
+
+
+CYCLES = """
+import gc
+from orchestration.runner import release_memory
+
+def rss_mib() -> float:
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+gc.disable()  # as between two of Python's rare full collections
+base = rss_mib()
+holder = {"rows": [str(n) * 3 for n in range(3_000_000)]}
+holder["self"] = holder  # a reference cycle, as a finished step's frames may be in
+grown = rss_mib() - base
+del holder
+kept_before = rss_mib() - base
+release_memory()
+print(grown, kept_before, rss_mib() - base)
+"""
+
+
+def test_memory_a_finished_steps_cycles_are_released() -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", CYCLES], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    grown, kept_before, kept_after = (float(v) for v in out.stdout.split())
+    assert grown > 100 and kept_before > 0.9 * grown  # the cycle held it
+    assert kept_after < 0.2 * grown, (grown, kept_after)

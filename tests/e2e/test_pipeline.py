@@ -7,7 +7,7 @@ import sqlalchemy as sa
 
 from connectors.sandbox.server import Sandboxes
 from orchestration.funnel.definition import load_definition
-from orchestration.runner import SyncSummary, run_sync
+from orchestration.runner import SyncSummary, run_sync, sync_step_count
 from orchestration.store import StateStore, tables
 from tests.e2e.conftest import db_url_in
 
@@ -15,6 +15,8 @@ pytestmark = pytest.mark.e2e
 
 SIZE = 400
 SEED = 11
+# Steps after which the first live run released memory (orchestration.runner.release_memory).
+RELEASED: list[str] = []
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +40,11 @@ def runs(
         mp.setenv("LEADSYNC_DB_URL", db_url)
         mp.setenv("LEADSYNC_WRITE_MODE", "live")
         dry = run_sync(dry_run=True)
-        first = run_sync()
+        RELEASED.clear()
+        with pytest.MonkeyPatch.context() as counting:
+            release = lambda: RELEASED.append("step")  # noqa: E731
+            counting.setattr("orchestration.runner.release_memory", release)
+            first = run_sync()
         second = run_sync()
         yield dry, first, second
 
@@ -120,3 +126,8 @@ def test_the_definition_version_is_recorded_with_the_runs(
         used_by = conn.execute(sa.select(tables.definition_runs.c.version)).scalars().all()
     assert versions == [load_definition().version]
     assert list(used_by) == list(versions) * len(runs)
+
+
+def test_memory_is_released_after_every_step(runs: tuple[SyncSummary, ...]) -> None:
+    assert runs[1].success
+    assert len(RELEASED) == sync_step_count()
