@@ -1,4 +1,5 @@
-"""The worker hands memory polars frees back to the system (orchestration/__init__.py)."""
+"""The worker hands memory back to the system: what polars frees (orchestration/__init__.py) and
+what a finished step left (orchestration/runner.py)."""
 
 import subprocess
 import sys
@@ -6,16 +7,19 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-PROBE = """
-import time
-import orchestration  # sets polars' allocator up before polars loads
-import polars as pl
-
+# Each probe runs in a fresh interpreter, so only its own allocations count.
+RSS = """
 def rss_mib() -> float:
     for line in open("/proc/self/status"):
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise RuntimeError("no VmRSS")
+"""
+
+PROBE = """
+import time
+import orchestration  # sets polars' allocator up before polars loads
+import polars as pl
 
 base = rss_mib()
 frame = pl.int_range(0, 20_000_000, eager=True).to_frame("n")
@@ -29,7 +33,7 @@ print(grown, rss_mib() - base)
 
 def test_memory_polars_frees_goes_back_to_the_system() -> None:
     out = subprocess.run(
-        [sys.executable, "-c", PROBE], cwd=ROOT, capture_output=True, text=True, check=True
+        [sys.executable, "-c", RSS + PROBE], cwd=ROOT, capture_output=True, text=True, check=True
     )
     grown, kept = (float(v) for v in out.stdout.split())
     assert grown > 300  # the probe did allocate (20M rows of three columns)
@@ -40,12 +44,6 @@ def test_memory_polars_frees_goes_back_to_the_system() -> None:
 CYCLES = """
 import gc
 from orchestration.runner import release_memory
-
-def rss_mib() -> float:
-    for line in open("/proc/self/status"):
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS")
 
 gc.disable()  # as between two of Python's rare full collections
 base = rss_mib()
@@ -61,7 +59,7 @@ print(grown, kept_before, rss_mib() - base)
 
 def test_memory_a_finished_steps_cycles_are_released() -> None:
     out = subprocess.run(
-        [sys.executable, "-c", CYCLES], cwd=ROOT, capture_output=True, text=True, check=True
+        [sys.executable, "-c", RSS + CYCLES], cwd=ROOT, capture_output=True, text=True, check=True
     )
     grown, kept_before, kept_after = (float(v) for v in out.stdout.split())
     assert grown > 100 and kept_before > 0.9 * grown  # the cycle held it
