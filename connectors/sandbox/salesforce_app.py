@@ -295,8 +295,8 @@ _LOADERS: dict[str, _Loader] = {}
 # CPython keeps the attribute names of a class's instances once, in a key table every instance
 # dict shares, for up to 30 names; a copy of such a dict shares it too. Records copied from it
 # (Task, Event, CampaignMember...) hold only their values: a 25-field Task is ~340 B instead of
-# ~840 B as an ordinary dict, ~1.2 GiB less emulator at a million people. They are plain dicts
-# and behave as such (a key the table lacks simply gives that record its own table); wider
+# ~840 B as an ordinary dict (about 1.2 GiB at a million people, extrapolated). Plain dicts,
+# they behave as such (a key the table lacks simply gives that record its own table); wider
 # objects (Lead, Contact) and other Pythons get an ordinary dict.
 _SHARED_KEYS_MAX = 30
 
