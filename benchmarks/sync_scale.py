@@ -284,6 +284,7 @@ def sync_figures() -> dict[str, Any]:
         elif step in started_at:
             steps[step] = time.perf_counter() - started_at.pop(step)
             step_peaks[step] = status_mib("VmHWM")
+            peak = max(peak, step_peaks[step])
 
     started = time.perf_counter()
     summary = run_sync(
