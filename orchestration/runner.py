@@ -49,9 +49,12 @@ _PAGE_MIB = os.sysconf("SC_PAGE_SIZE") / 2**20
 _released_at_mib = 0.0
 
 
-def _rss_mib() -> float:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * _PAGE_MIB
+def _rss_mib() -> float | None:
+    try:  # Linux; elsewhere the size is unknown and nothing is released
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * _PAGE_MIB
+    except OSError:
+        return None
 
 
 def release_memory() -> None:
@@ -64,9 +67,11 @@ def release_memory() -> None:
 def _release_if_grown() -> None:
     global _released_at_mib
     rss = _rss_mib()
+    if rss is None:
+        return
     if rss - _released_at_mib >= RELEASE_AFTER_GROWTH_MIB:
         release_memory()
-        _released_at_mib = _rss_mib()
+        _released_at_mib = _rss_mib() or rss
     elif rss < _released_at_mib:  # given back since (polars' allocator purges on its own)
         _released_at_mib = rss
 

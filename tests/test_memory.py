@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # Each probe runs in a fresh interpreter, so only its own allocations count.
@@ -64,3 +66,24 @@ def test_memory_a_finished_steps_cycles_are_released() -> None:
     grown, kept_before, kept_after = (float(v) for v in out.stdout.split())
     assert grown > 100 and kept_before > 0.9 * grown  # the cycle held it
     assert kept_after < 0.2 * grown, (grown, kept_after)
+
+
+def test_memory_is_released_only_after_a_step_that_grew_the_process(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from orchestration import runner
+
+    sizes = iter([1000.0, 900.0, 1100.0, 1200.0, 950.0, None])
+    released: list[float] = []
+    monkeypatch.setattr(runner, "_released_at_mib", 1000.0)
+    monkeypatch.setattr(runner, "_rss_mib", lambda: next(sizes))
+    monkeypatch.setattr(runner, "release_memory", lambda: released.append(1))
+    runner._release_if_grown()  # 1000: no growth
+    runner._release_if_grown()  # 900: shrank, the mark follows it down
+    assert released == [] and runner._released_at_mib == 900.0
+    runner._release_if_grown()  # 1100: 200 MiB above the mark, under the threshold
+    assert released == []
+    runner._release_if_grown()  # 1200: 300 above, released; 950 after
+    assert released == [1] and runner._released_at_mib == 950.0
+    runner._release_if_grown()  # no size known (not Linux): nothing done
+    assert released == [1]
