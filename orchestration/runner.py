@@ -43,8 +43,10 @@ WRITE_ASSETS = {"hubspot": "hubspot/writeback", "salesforce": "salesforce/writeb
 # both sandboxes in their process, ran 2.5 times slower releasing after every step), so memory
 # is released only after a step that left the process this much bigger than the last release.
 RELEASE_AFTER_GROWTH_MIB = 256.0
-_LIBC = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-_MALLOC_TRIM = getattr(_LIBC, "malloc_trim", None)  # glibc only
+try:
+    _MALLOC_TRIM = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+except (OSError, AttributeError):  # not glibc: collecting garbage is all there is to do
+    _MALLOC_TRIM = None
 _PAGE_MIB = os.sysconf("SC_PAGE_SIZE") / 2**20
 _released_at_mib = 0.0
 
