@@ -156,6 +156,7 @@ def prepare(dataset: SandboxDataset, definition: LeadDefinition) -> dict[str, pl
         review_weight=rules.review_weight,
         max_merge_share=rules.max_merge_share,
         max_block_size=rules.max_block_size,
+        title_merge_weight=rules.title_merge_weight,
     )
     assignments = identity.resolve(leads, settings=settings)
     golden = unify.golden_records(leads, assignments, normalize.normalize_outcomes(raw))

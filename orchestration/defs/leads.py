@@ -299,6 +299,7 @@ def identity_settings(definition: LeadDefinition) -> identity.IdentitySettings:
         review_weight=rules.review_weight,
         max_merge_share=rules.max_merge_share,
         max_block_size=rules.max_block_size,
+        title_merge_weight=rules.title_merge_weight,
     )
 
 

@@ -496,6 +496,7 @@ class IdentityRules(_Strict):
     review_weight: float = Field(allow_inf_nan=False)
     max_merge_share: float = Field(gt=0, le=1)
     max_block_size: int = Field(ge=2)
+    title_merge_weight: float = Field(allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _ordered(self) -> IdentityRules:
@@ -503,6 +504,11 @@ class IdentityRules(_Strict):
             raise ValueError(
                 f"review_weight ({self.review_weight}) must be below auto_merge_weight "
                 f"({self.auto_merge_weight})"
+            )
+        if self.title_merge_weight < self.auto_merge_weight:
+            raise ValueError(
+                f"title_merge_weight ({self.title_merge_weight}) must not be below "
+                f"auto_merge_weight ({self.auto_merge_weight})"
             )
         return self
 

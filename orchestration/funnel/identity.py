@@ -15,8 +15,9 @@ Background: shared/reference/entity_resolution_notes.md §5. Four kinds of evide
   random pairs, with term frequencies for exact names, companies, domains and phones, so "John
   Smith" or a switchboard number counts for little; m (how often the same person agrees this way)
   comes from the tier 0/1 pairs of the same data, the labelled positives every CRM already holds.
-  A pair's weight is the sum. At or above `auto_merge_weight` it merges, at or above
-  `review_weight` it waits for a person, below it stays apart.
+  A pair's weight is the sum. At or above `auto_merge_weight` it merges if the address or the
+  person's own number agrees too (or the job title, with name and firm, at `title_merge_weight`);
+  at or above `review_weight` it waits for a person; below it stays apart.
 
 Vetoes keep two people apart whatever the weight: conflicting given names (not a prefix, a known
 nickname, a typo or a first/last swap), different addresses at one corporate domain (colleagues),
@@ -87,6 +88,9 @@ class IdentitySettings:
     review_weight: float = 6.0
     max_merge_share: float = 0.5
     max_block_size: int = 60
+    # Name, firm and job title agreeing with no address or number in common (a record typed in
+    # again) merge at or above this weight; below it they wait for review.
+    title_merge_weight: float = 20.0
 
 
 class MergeGuardError(RuntimeError):
@@ -126,13 +130,19 @@ _INPUT_SCHEMA: dict[str, pl.DataType] = {
     "company_domain": pl.String(),
     "phone": pl.String(),
     "phone_type": pl.String(),
+    "title": pl.String(),
     "source_account_id": pl.String(),
     "is_deleted": pl.Boolean(),
 }
 
 # The matching frame: what the graph keeps of each record.
 MATCH_SCHEMA: dict[str, pl.DataType] = {
-    **{c: t for c, t in _INPUT_SCHEMA.items() if c not in ("first_name", "last_name", "company")},
+    **{
+        c: t
+        for c, t in _INPUT_SCHEMA.items()
+        if c not in ("first_name", "last_name", "company", "title")
+    },
+    "title_key": pl.String(),
     "email_local": pl.String(),
     "email_domain": pl.String(),
     "personal_phone": pl.String(),
@@ -216,6 +226,13 @@ def _as_frame(records: pl.DataFrame | Sequence[Mapping[str, object]]) -> pl.Data
         .then(pl.col("phone"))
         .alias("personal_phone"),
         pl.when(pl.col("phone_type") == "mobile").then(pl.col("phone")).alias("mobile_phone"),
+        # "Head of Demand Generation" and "head of demand-generation", 人事部 部長 and 人事部部長.
+        pl.col("title")
+        .str.normalize("NFKC")
+        .str.to_lowercase()
+        .str.replace_all(r"[\s\p{P}]+", "")
+        .replace("", None)
+        .alias("title_key"),
     )
     return df.select(pl.col(c).cast(t) for c, t in MATCH_SCHEMA.items()).with_row_index("_i")
 
@@ -489,6 +506,7 @@ _COMPARED: Final = (
     "company_domain",
     "phone",
     "phone_type",
+    "title_key",
     "source_account_id",
     # per-record features (_with_features)
     "email_free",
@@ -600,8 +618,21 @@ def _compare(p: pl.DataFrame) -> pl.DataFrame:
         .then(pl.lit("diff"))
         .otherwise(pl.lit("null"))
     )
+    # Not a weighted comparison: a job title is shared by many unrelated people, and one person's
+    # records often leave it out. It only corroborates name and firm (see _resolve_frame).
+    title = (
+        pl.when(same("title_key"))
+        .then(pl.lit("same"))
+        .when(both("title_key"))
+        .then(pl.lit("diff"))
+        .otherwise(pl.lit("null"))
+    )
     return p.with_columns(
-        email.alias("email"), name.alias("name"), company.alias("company"), phone.alias("phone")
+        email.alias("email"),
+        name.alias("name"),
+        company.alias("company"),
+        phone.alias("phone"),
+        title.alias("title"),
     )
 
 
@@ -1406,6 +1437,7 @@ def _resolve_frame(
         "b",
         "rule",
         *LEVELS,
+        "title",
         *[f"w_{c}" for c in LEVELS],
         "match_weight",
         "veto",
@@ -1416,11 +1448,20 @@ def _resolve_frame(
     # Name and company alone never merge (namesakes at one firm, father and son): an automatic
     # merge also needs the address or the person's own number to agree. A fixed line counts only
     # when no third record has it (a switchboard is shared); a local part made from the name
-    # (dmiller@ at work and at home) does not count.
+    # (dmiller@ at work and at home) does not count. Or the job title agrees as well, on a
+    # weight only a rare name at a small firm reaches: that is one person typed in twice (a
+    # list import, a form without the address), whereas namesakes at one firm seldom hold one
+    # title too, except a common name at a large firm, which stays below the bar.
     corroborated = (
         ((pl.col("email") == "same") & ~pl.col("_name_made_email"))
         | (pl.col("phone") == "same_mobile")
         | ((pl.col("phone") == "same_fixed") & (pl.col("_phone_names") <= 1))
+        | (
+            (pl.col("title") == "same")
+            & pl.col("company").is_in(["same_key", "same_domain"])
+            & pl.col("name").is_in(["exact", "reading", "romaji", "close"])
+            & (pl.col("match_weight") >= settings.title_merge_weight)
+        )
     )
     auto = scored.filter(
         pl.col("veto").is_null()
@@ -1509,7 +1550,7 @@ def _merge_log(
     scored_detail = scored.select(
         "a",
         "b",
-        *[pl.col(c) for c in ("email", "name", "company", "phone", "veto")],
+        *[pl.col(c) for c in ("email", "name", "company", "phone", "title", "veto")],
         *[pl.col(f"w_{c}") for c in LEVELS],
         "match_weight",
         pl.col("rule").alias("blocked_by"),
@@ -1547,7 +1588,7 @@ def _merge_log(
         log.join(ids.rename({"_i": "a", "record_id": "record_a"}), on="a")
         .join(ids.rename({"_i": "b", "record_id": "record_b"}), on="b")
         .rename({"email": "email_level", "name": "name_level", "company": "company_level"})
-        .rename({"phone": "phone_level"})
+        .rename({"phone": "phone_level", "title": "title_level"})
     )
     for c, t in IDENTITY_PAIR_SCHEMA.items():
         if c not in log.columns:

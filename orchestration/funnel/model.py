@@ -123,6 +123,7 @@ IDENTITY_PAIR_SCHEMA: dict[str, pl.DataType] = {
     "name_level": pl.String(),
     "company_level": pl.String(),
     "phone_level": pl.String(),
+    "title_level": pl.String(),  # same | diff | null: corroborates name and firm, never weighed
     "w_email": pl.Float64(),
     "w_name": pl.Float64(),
     "w_company": pl.Float64(),

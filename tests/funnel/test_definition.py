@@ -199,6 +199,7 @@ def test_identity_rules(definition: LeadDefinition) -> None:
     rules = definition.identity
     assert (rules.auto_merge_weight, rules.review_weight) == (12.0, 6.0)
     assert (rules.max_merge_share, rules.max_block_size) == (0.5, 60)
+    assert rules.title_merge_weight == 20.0
 
 
 @pytest.mark.parametrize(
@@ -206,6 +207,7 @@ def test_identity_rules(definition: LeadDefinition) -> None:
     [
         ({"review_weight": 14.0}, "identity"),
         ({"review_weight": 20.0}, "identity"),
+        ({"title_merge_weight": 11.0}, "identity"),
         ({"max_merge_share": 0}, "identity.max_merge_share"),
         ({"max_merge_share": 1.5}, "identity.max_merge_share"),
         ({"max_block_size": 1}, "identity.max_block_size"),

@@ -94,6 +94,24 @@ def test_name_and_company_alone_wait_for_review() -> None:
     assert set(out["band"].to_list()) == {"review"}
 
 
+def test_name_firm_and_title_merge_on_a_rare_enough_name() -> None:
+    # One person typed in twice (a list import, a form without the address): name, firm and
+    # job title agree and nothing else is there to.
+    work = {**WORK, "phone": None, "phone_type": None, "title": "人事部 部長"}
+    home = {**HOME, "phone": None, "phone_type": None, "title": "人事部部長"}
+    graph = build([work, home])
+    assert len(_clusters(graph.assignments)) == 1
+    [pair] = graph.pairs.to_dicts()
+    assert (pair["applied"], pair["title_level"]) == (True, "same")
+    assert pair["match_weight"] >= IdentitySettings().title_merge_weight
+    # Another title, or a bar the pair's weight does not reach (a common name at a large firm),
+    # leaves it to a person.
+    other = resolve([work, {**home, "title": "経理部 課長"}])
+    assert set(other["band"].to_list()) == {"review"}
+    high_bar = IdentitySettings(title_merge_weight=pair["match_weight"] + 0.5)
+    assert set(resolve([work, home], settings=high_bar)["band"].to_list()) == {"review"}
+
+
 def test_colleagues_at_one_domain_are_vetoed() -> None:
     a = {**WORK, "phone": "+81312345678", "phone_type": "fixed"}
     b = {
