@@ -386,27 +386,28 @@ def landed_unledgered(
     if previous_plan.is_empty():
         return pl.DataFrame(schema=schema)
     # A batch of records at a time, the CRM's values included: whole, the previous plan's joins
-    # took ~4 KiB a person at the peak. The plan is sorted by record, so a batch is a slice (a
-    # record split over two batches would still have each of its rows decided once).
-    previous = previous_plan.select("system", "record_id", "field", "new_value")
+    # took ~4 KiB a person at the peak. The plan is sorted by record, so a batch is a run of
+    # records; the CRM's values are split by batch once (filtering them per batch read every
+    # value once per batch: 66 passes over 15M rows at a million people). A record that came
+    # in two runs would get its values in both, and each of its rows is still decided once.
     first_of_record = pl.col("record_id").ne_missing(pl.col("record_id").shift())
-    starts = (
-        previous.select(first_of_record.alias("first"))
-        .with_row_index()
-        .filter(pl.col("first"))
-        .gather_every(max(1, batch_records))["index"]
-        .to_list()
+    previous = previous_plan.select("system", "record_id", "field", "new_value").with_columns(
+        ((first_of_record.cum_sum() - 1) // max(1, batch_records)).alias("_batch")
     )
+    record_batches = previous.select("record_id", "_batch").unique()
+    rows_by_batch = previous.partition_by("_batch", as_dict=True, include_key=False)
+    current_by_batch = current.join(record_batches, on="record_id", how="inner").partition_by(
+        "_batch", as_dict=True, include_key=False
+    )
+    del previous, record_batches
     parts = [pl.DataFrame(schema=schema)]
-    for start, end in zip(starts, [*starts[1:], previous.height], strict=True):
-        rows = previous.slice(start, end - start)
-        ids = rows["record_id"].unique()
+    for key in sorted(rows_by_batch):
+        rows = rows_by_batch.pop(key)
+        values = current_by_batch.pop(key, None)
+        if values is None:
+            continue
         held = (
-            rows.join(
-                _values(current.filter(pl.col("record_id").is_in(ids.implode())), "current_value"),
-                on=["record_id", "field"],
-                how="inner",
-            )
+            rows.join(_values(values, "current_value"), on=["record_id", "field"], how="inner")
             .filter(
                 canonical_value(pl.col("new_value")).is_not_null()
                 & canonical_value(pl.col("new_value")).eq_missing(

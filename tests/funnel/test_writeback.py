@@ -284,6 +284,22 @@ def test_a_write_the_crm_committed_unanswered_is_ledgered_once() -> None:
     assert sorted(asked) == [["hubspot:contacts:1"], ["hubspot:contacts:3"]]
 
 
+def test_landed_writes_do_not_depend_on_the_batch_size() -> None:
+    # 30 records of two fields; every third landed unanswered, the CRM holds other values too.
+    ids = [f"salesforce:Lead:00Q{i:03d}" for i in range(30) for _ in range(2)]
+    fields = ["leadsync_stage", "leadsync_score"] * 30
+    planned = [f"v{i}" for i in range(60)]
+    previous = pl.DataFrame(
+        {"system": ["salesforce"] * 60, "record_id": ids, "field": fields, "new_value": planned}
+    )
+    held = [v if i % 3 == 0 else "other" for i, v in enumerate(planned)]
+    current = pl.DataFrame({"record_id": ids, "field": fields, "value": held}).reverse()
+    whole = landed_unledgered(previous, current, None, batch_records=1_000)
+    assert whole["value"].to_list() == [f"v{i}" for i in range(0, 60, 3)]
+    for size in (1, 2, 7):
+        assert landed_unledgered(previous, current, None, batch_records=size).equals(whole)
+
+
 # --- the CRMs' own lifecycle fields follow the ledger ----------------------------------------
 
 
