@@ -123,7 +123,9 @@ IDENTITY_PAIR_SCHEMA: dict[str, pl.DataType] = {
     "name_level": pl.String(),
     "company_level": pl.String(),
     "phone_level": pl.String(),
-    "title_level": pl.String(),  # same | diff | null: corroborates name and firm, never weighed
+    # same | common (many of the firm's records hold it) | diff | null; corroborates name and
+    # firm, never weighed
+    "title_level": pl.String(),
     "w_email": pl.Float64(),
     "w_name": pl.Float64(),
     "w_company": pl.Float64(),

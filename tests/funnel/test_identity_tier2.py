@@ -112,6 +112,30 @@ def test_name_firm_and_title_merge_on_a_rare_enough_name() -> None:
     assert set(resolve([work, home], settings=high_bar)["band"].to_list()) == {"review"}
 
 
+def test_a_title_many_of_the_firm_hold_corroborates_nothing() -> None:
+    # Two students of one name at a university where every record says "Student".
+    campus = {"company": "Pembroke College", "title": "Student", "phone": None}
+    twins = [
+        {"record_id": f"hubspot:contacts:{i}", "first_name": "James", "last_name": "O'Brien"}
+        | campus
+        for i in (1, 2)
+    ]
+    given = ["Amy", "Ben", "Cara", "Dev", "Eli", "Fay", "Gus", "Hana", "Ivo"]
+    others = [
+        {"record_id": f"hubspot:contacts:{10 + i}", "first_name": g, "last_name": "Lee"} | campus
+        for i, g in enumerate(given)
+    ]
+    graph = build([*twins, *others])
+    assert len(_clusters(graph.assignments)) == 11
+    pair = graph.pairs.filter(pl.col("record_b") == "hubspot:contacts:2").to_dicts()
+    assert [(p["title_level"], p["applied"], p["veto"]) for p in pair] == [("common", False, None)]
+    # An update counts the firm's titles over the whole graph, not only the records it touches.
+    updated = update(build([twins[0], *others]), [twins[1]])
+    assert len(_clusters(updated.assignments)) == 11
+    # With fewer fellow students the title is theirs alone, and it corroborates.
+    assert len(_clusters(build([*twins, *others[:2]]).assignments)) == 3
+
+
 def test_colleagues_at_one_domain_are_vetoed() -> None:
     a = {**WORK, "phone": "+81312345678", "phone_type": "fixed"}
     b = {
@@ -122,8 +146,12 @@ def test_colleagues_at_one_domain_are_vetoed() -> None:
     }
     graph = build([a, b])
     assert len(_clusters(graph.assignments)) == 2
-    vetoes = set(graph.pairs["veto"].drop_nulls().to_list())
-    assert vetoes <= {"given_names_conflict", "different_addresses_same_domain"}
+    # The given names and the addresses differ: the weight is far below review, so the veto is
+    # not what kept them apart and the log leaves the pair out. Logged where the veto decided.
+    assert graph.pairs.is_empty()
+    loud = build([a, b], settings=IdentitySettings(review_weight=-50.0)).pairs
+    assert loud["veto"].to_list() in (["given_names_conflict"], ["different_addresses_same_domain"])
+    assert loud["match_weight"].to_list()[0] < IdentitySettings().review_weight
 
 
 def test_numbered_addresses_are_namesakes() -> None:
