@@ -360,6 +360,14 @@ def apply_plan(current: pl.DataFrame, plan: pl.DataFrame) -> pl.DataFrame:
     ).sort("record_id", "field")
 
 
+def _record_batches(frame: pl.DataFrame, batches: int, rows: int = 1_000_000) -> pl.Series:
+    """Each row's batch (0 .. batches - 1), a hash of its record_id. Computed a million rows at a
+    time: whole, the 64-bit hashes of 15M values took ~240 MiB on the way to 60 MiB of batches."""
+    batch_of = (pl.col("record_id").hash(seed=0) % batches).cast(pl.UInt32).alias("_batch")
+    parts = [frame.slice(start, rows).select(batch_of) for start in range(0, frame.height, rows)]
+    return pl.concat(parts).to_series() if parts else pl.Series("_batch", [], dtype=pl.UInt32)
+
+
 def landed_unledgered(
     previous_plan: pl.DataFrame,
     current: pl.DataFrame,
@@ -386,26 +394,22 @@ def landed_unledgered(
     if previous_plan.is_empty():
         return pl.DataFrame(schema=schema)
     # A batch of records at a time, the CRM's values included: whole, the previous plan's joins
-    # took ~4 KiB a person at the peak. The plan is sorted by record, so a batch is a run of
-    # records; the CRM's values are split by batch once (filtering them per batch read every
-    # value once per batch: 66 passes over 15M rows at a million people). A record that came
-    # in two runs would get its values in both, and each of its rows is still decided once.
-    first_of_record = pl.col("record_id").ne_missing(pl.col("record_id").shift())
-    previous = previous_plan.select("system", "record_id", "field", "new_value").with_columns(
-        ((first_of_record.cum_sum() - 1) // max(1, batch_records)).alias("_batch")
-    )
-    record_batches = previous.select("record_id", "_batch").unique()
-    rows_by_batch = previous.partition_by("_batch", as_dict=True, include_key=False)
-    current_by_batch = current.join(record_batches, on="record_id", how="inner").partition_by(
-        "_batch", as_dict=True, include_key=False
-    )
-    del previous, record_batches
+    # took ~4 KiB a person at the peak. A record's batch is a hash of its id, so the plan's rows
+    # and the CRM's values find their batch without a table from one to the other; each batch
+    # then takes its rows with one pass over an integer column. (Filtering the values by record
+    # ids read every value's id once per batch, 66 times over 15M rows at a million people; a
+    # record-to-batch table, or per-batch copies, held hundreds of MiB more.)
+    previous = previous_plan.select("system", "record_id", "field", "new_value")
+    records = previous.select(
+        pl.col("record_id").ne_missing(pl.col("record_id").shift()).sum()
+    ).item()
+    batches = max(1, -(-int(records) // max(1, batch_records)))
+    row_batch = _record_batches(previous, batches)
+    value_batch = _record_batches(current, batches)
     parts = [pl.DataFrame(schema=schema)]
-    for key in sorted(rows_by_batch):
-        rows = rows_by_batch.pop(key)
-        values = current_by_batch.pop(key, None)
-        if values is None:
-            continue
+    for key in range(batches):
+        rows = previous.filter(row_batch == key)
+        values = current.filter(value_batch == key)
         held = (
             rows.join(_values(values, "current_value"), on=["record_id", "field"], how="inner")
             .filter(
