@@ -62,6 +62,7 @@ BENCH_SCRIPTS := $(sort $(filter-out benchmarks/__init__.py benchmarks/identity_
 bench: $(STAMP)
 	@set -e; for script in $(BENCH_SCRIPTS); do echo "== $$script"; $(BIN)/python "$$script"; done
 	@echo "== benchmarks/identity_quality.py"; $(BIN)/python -m benchmarks.identity_quality
+	@echo "== benchmarks/identity_ceiling.py"; $(BIN)/python -m benchmarks.identity_ceiling
 	@echo "== benchmarks/identity_scale.py"; $(BIN)/python -m benchmarks.identity_scale --records 1000000
 	@echo "== benchmarks/scoring_scale.py"; $(BIN)/python -m benchmarks.scoring_scale
 

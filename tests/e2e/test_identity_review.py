@@ -60,9 +60,13 @@ def test_review_lists_pending_pairs_and_a_decision_is_applied(env: StateStore) -
     assert accepted.exit_code == 0, accepted.output
     assert run_sync().success
     assert b in _cluster_of(env, a)
-    # The decided pair no longer waits.
+    # The decided pair no longer waits, nor does any pair it settled (another record of a's
+    # lead against b is inside one lead now).
     after = json.loads(cli.invoke(app, ["review", "--json"]).output)
-    assert after["pending"] == pending["pending"] - 1
+    assert after["pending"] < pending["pending"]
+    lead = _cluster_of(env, a)
+    waiting = [(p["record_a"], p["record_b"]) for p in after["pairs"]]
+    assert not [(x, y) for x, y in waiting if x in lead and y in lead]
 
     rejected = cli.invoke(app, ["review", "reject", a, b, "--note", "two people"])
     assert rejected.exit_code == 0
