@@ -11,8 +11,10 @@ import atexit
 import contextlib
 import itertools
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -28,6 +30,20 @@ BACKENDS = ("sqlite", "postgresql")
 _DB_PREFIX = "leadsync_test_"
 _counter = itertools.count(1)
 _created: list[str] = []
+
+
+def within_one_utc_day(seconds: float) -> float:
+    """Wait out UTC midnight if fewer than `seconds` remain before it; the seconds waited.
+
+    Engagement scores age by the day, so two syncs that straddle midnight score differently:
+    tests that compare two scenarios run minutes apart must run both on one date."""
+    now = datetime.now(UTC)
+    midnight = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    left = (midnight - now).total_seconds()
+    if left >= seconds:
+        return 0.0
+    time.sleep(left + 1.0)
+    return left + 1.0
 
 
 def require_pg() -> str:

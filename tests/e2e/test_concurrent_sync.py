@@ -15,6 +15,7 @@ import sys
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ import pytest
 
 from connectors.sandbox.server import Sandboxes
 from orchestration.runner import run_sync
-from tests.e2e.conftest import fresh_pg_url, worker_env
+from tests.e2e.conftest import fresh_pg_url, within_one_utc_day, worker_env
 from tests.e2e.test_convergence import (
     Commit,
     CrmState,
@@ -39,6 +40,9 @@ ROOT = Path(__file__).resolve().parents[2]
 SIZE = 150
 SEED = 29
 WORKER_TIMEOUT_S = 180.0
+# Both scenarios take ~35 s here; a CI run that crossed midnight UTC between them once compared
+# a second sync that re-scored the next day against one that had not.
+SCENARIOS_S = 300.0
 
 
 @dataclass
@@ -56,7 +60,12 @@ def _triples(commits: list[Commit]) -> Counter[tuple[str, str, str | None]]:
 
 
 @pytest.fixture(scope="module")
-def sequential() -> Ended:
+def one_day() -> None:
+    within_one_utc_day(SCENARIOS_S)
+
+
+@pytest.fixture(scope="module")
+def sequential(one_day: None) -> Ended:
     """The reference: the same two syncs, one after the other, in process."""
     db_url = fresh_pg_url("sequential")
     with Sandboxes(size=SIZE, seed=SEED) as box, worker_env(box, db_url, write_mode="live"):
@@ -77,7 +86,7 @@ def _worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
 
 
 @pytest.fixture(scope="module")
-def overlapping(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ended]:
+def overlapping(tmp_path_factory: pytest.TempPathFactory, one_day: None) -> Iterator[Ended]:
     db_url = fresh_pg_url("overlapping")
     tmp = tmp_path_factory.mktemp("overlapping")
     with Sandboxes(size=SIZE, seed=SEED) as box:
@@ -137,3 +146,23 @@ def test_no_crm_field_was_written_twice(overlapping: Ended, sequential: Ended) -
     assert [t for t, n in written.items() if n > 1] == []
     assert written == _triples(sequential.commits)
     assert overlapping.crm == sequential.crm
+
+
+def test_a_comparison_waits_out_midnight(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.e2e import conftest
+
+    def at(hour: int, minute: int, second: int) -> type[datetime]:
+        class Clock(datetime):
+            @classmethod
+            def now(cls, tz: tzinfo | None = None) -> "Clock":
+                return cls(2026, 11, 21, hour, minute, second, tzinfo=UTC)
+
+        return Clock
+
+    slept: list[float] = []
+    monkeypatch.setattr(conftest.time, "sleep", slept.append)
+    monkeypatch.setattr(conftest, "datetime", at(12, 0, 0))
+    assert within_one_utc_day(SCENARIOS_S) == 0.0
+    monkeypatch.setattr(conftest, "datetime", at(23, 58, 30))
+    assert within_one_utc_day(SCENARIOS_S) == 91.0
+    assert slept == [91.0]
