@@ -1810,26 +1810,9 @@ def update(
         .sort("record_id")
         .with_row_index("_i")
     )
-    scope_phones = scope.select("phone").drop_nulls().unique()
-    phone_names = phone_name_counts(
-        pl.concat(
-            [
-                base.join(scope_phones, on="phone", how="semi"),
-                new.join(scope_phones, on="phone", how="semi"),
-            ],
-            how="vertical_relaxed",
-        )
-    )
-    scope_titles = scope.select("company_key", "title_key").drop_nulls().unique()
-    firm_titles = firm_title_counts(
-        pl.concat(
-            [
-                base.join(scope_titles, on=["company_key", "title_key"], how="semi"),
-                new.join(scope_titles, on=["company_key", "title_key"], how="semi"),
-            ],
-            how="vertical_relaxed",
-        )
-    )
+    # Counted over the whole graph, for the values the scope holds.
+    phone_names = phone_name_counts(_sharing(scope, [base, new], ["phone"]))
+    firm_titles = firm_title_counts(_sharing(scope, [base, new], ["company_key", "title_key"]))
     out, log, _, _ = _resolve_frame(
         scope, settings, decisions, graph.params, generic, phone_names, firm_titles
     )
@@ -1855,6 +1838,12 @@ def update(
     ).sort("record_a", "record_b")
     everyone = pl.concat([base, new], how="vertical_relaxed")
     return IdentityGraph(assignments, pairs, everyone, graph.params, generic, newly)
+
+
+def _sharing(scope: pl.DataFrame, frames: list[pl.DataFrame], keys: list[str]) -> pl.DataFrame:
+    """The rows of `frames` whose `keys` equal those of some row of `scope`."""
+    present = scope.select(keys).drop_nulls().unique()
+    return pl.concat([f.join(present, on=keys, how="semi") for f in frames], how="vertical_relaxed")
 
 
 def resolve(
