@@ -88,42 +88,35 @@ def classed_pairs(data: identity_data.IdentityData) -> tuple[pl.DataFrame, int, 
     name_n = df.filter(live).group_by("name_key").len("name_n")
     firm_n = df.filter(live).group_by("company_key").len("firm_n")
     df = df.join(name_n, on="name_key", how="left").join(firm_n, on="company_key", how="left")
-    df = df.with_columns(
-        _bucket(pl.col("name_n"), (2, 5, 20)).alias("name_rarity"),
-        _bucket(pl.col("firm_n"), (5, 50)).alias("firm_size"),
-    ).sort("_i")
 
     pairs = pl.concat([candidate_pairs(df.filter(live)), hard.select("a", "b")]).unique()
     compared = identity._vetoes(identity._compare(identity._pair_frame(df, pairs)))
-    person = (
-        df.select("_i", "record_id")
-        .join(data.truth, on="record_id", how="left")
-        .sort("_i")["person_id"]
+    side = df.select("_i", "name_n", "firm_n", "record_id").join(
+        data.truth, on="record_id", how="left"
     )
-    extra = df.select("name_rarity", "firm_size")
-    classed = compared.select(
-        "a",
-        "b",
-        *identity.LEVELS,
-        "title",
-        pl.col("veto").is_not_null().alias("vetoed"),
-    ).with_columns(
-        pl.col("a").map_batches(lambda s: extra["name_rarity"].gather(s)).alias("name_rarity"),
-        pl.col("b").map_batches(lambda s: extra["name_rarity"].gather(s)).alias("name_rarity_b"),
-        pl.col("a").map_batches(lambda s: extra["firm_size"].gather(s)).alias("firm_size"),
-        pl.col("a").map_batches(lambda s: person.gather(s)).alias("_pa"),
-        pl.col("b").map_batches(lambda s: person.gather(s)).alias("_pb"),
-    )
-    hard_pairs = hard.select("a", "b", pl.lit(True).alias("hard_link"))
     classed = (
-        classed.join(hard_pairs, on=["a", "b"], how="left")
-        .with_columns(
-            pl.col("hard_link").fill_null(False),
-            (pl.col("_pa") == pl.col("_pb")).alias("true"),
-            # The rarer side's name count: a name only one of them holds says nothing more.
-            pl.min_horizontal("name_rarity", "name_rarity_b").alias("name_rarity"),
+        compared.select(
+            "a",
+            "b",
+            *identity.LEVELS,
+            "title",
+            pl.col("veto").is_not_null().alias("vetoed"),
         )
-        .drop("_pa", "_pb", "name_rarity_b")
+        .join(side.rename({"_i": "a"}), on="a", how="left")
+        .join(side.rename({"_i": "b"}), on="b", how="left", suffix="_b")
+        .join(hard.select("a", "b", pl.lit(True).alias("hard_link")), on=["a", "b"], how="left")
+        .select(
+            "a",
+            "b",
+            *identity.LEVELS,
+            "title",
+            "vetoed",
+            pl.col("hard_link").fill_null(False),
+            # The rarer side's name: a name only one of them holds says nothing more.
+            _bucket(pl.min_horizontal("name_n", "name_n_b"), (2, 5, 20)).alias("name_rarity"),
+            _bucket(pl.col("firm_n"), (5, 50)).alias("firm_size"),
+            (pl.col("person_id") == pl.col("person_id_b")).alias("true"),
+        )
     )
     truth_sizes = data.truth.group_by("person_id").len()
     true_pairs = int((truth_sizes["len"] * (truth_sizes["len"] - 1) // 2).sum())
